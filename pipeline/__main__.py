@@ -1,0 +1,38 @@
+"""`python -m pipeline [+experiment=NAME] [overrides...]`: compose the config, run the stages, exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from pipeline.config import register_configs
+from pipeline.errors import PipelineError
+from pipeline.runner import run_pipeline
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger("pipeline")
+
+register_configs()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    try:
+        run_pipeline(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    except PipelineError as exc:
+        log.error("%s", exc)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise  # the sweeper records the trial as failed and goes on
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

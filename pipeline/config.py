@@ -1,0 +1,187 @@
+"""Typed (structured) configs: Hydra validates every key and value against these at compose time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Stage(str, Enum):
+    """Pipeline stages, in the order they always run."""
+
+    split = "split"
+    tokenize = "tokenize"
+    train = "train"
+    explore = "explore"
+    evaluate = "evaluate"
+    errors = "errors"
+    merge = "merge"
+    export = "export"
+
+
+class DataSource(str, Enum):
+    hub = "hub"
+    ag_news_csv = "ag_news_csv"
+    file = "file"
+
+
+class Pooling(str, Enum):
+    cls = "cls"
+    mean = "mean"
+
+
+class Sampling(str, Enum):
+    group_by_length = "group_by_length"
+    random = "random"
+
+
+class Precision(str, Enum):
+    auto = "auto"  # bf16 on a CUDA device that supports it, else fp32
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled texts come from and how they are split."""
+
+    source: DataSource = DataSource.hub
+    name: str | None = None  # Hub dataset id (source=hub)
+    dir: str | None = None  # directory with train.csv and/or test.csv (source=ag_news_csv)
+    path: str | None = None  # one CSV/JSONL/Parquet file to split three ways (source=file)
+    train_path: str | None = None  # or one file per split (source=file)
+    validation_path: str | None = None
+    test_path: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    label_names: list[str] | None = None  # fixes the class list; labels outside it are an error
+    validation_fraction: float = 0.1  # of train when a test split exists, else of all rows
+    test_fraction: float = 0.1  # used only when the source has no test split
+    max_samples: int | None = None  # stratified cap on all rows before splitting
+    drop_cross_split_duplicates: bool = True  # drop val/test rows whose text is also in an earlier split
+
+
+@dataclass
+class ModelConfig:
+    """The pretrained encoder and how texts are fed to it."""
+
+    name_or_path: str = MISSING  # Hub id or local directory
+    from_package: str | None = None  # resolve name_or_path inside this installed Python package
+    revision: str | None = None
+    max_length: int = 128
+    # Named sets of module-name suffixes for adapter methods; "all-linear" is peft's own keyword.
+    target_module_sets: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    """Trainer settings shared by every method."""
+
+    learning_rate: float = 2e-5
+    weight_decay: float = 0.01
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    warmup_steps: float = 0.0  # < 1: fraction of total steps; >= 1: steps
+    lr_scheduler: str = "linear"
+    eval_steps: float = 0.2  # < 1: fraction of total steps; >= 1: every N steps
+    eval_max_samples: int | None = 2000  # validation rows used for in-training evaluation
+    metric_for_best_model: str = "f1_macro"
+    logging_steps: int = 25
+    save_total_limit: int = 2
+    sampling: Sampling = Sampling.group_by_length
+    precision: Precision = Precision.auto
+    dataloader_num_workers: int = 0
+
+
+@dataclass
+class ExploreConfig:
+    n_samples: int = 1000
+    pooling: Pooling = Pooling.mean
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    batch_size: int = 64
+
+
+@dataclass
+class EvaluateConfig:
+    batch_size: int = 64
+
+
+@dataclass
+class ErrorsConfig:
+    top_k: int = 50
+
+
+@dataclass
+class MergeConfig:
+    atol: float = 1e-4  # max |merged - unmerged| logit difference tolerated
+    n_samples: int = 32
+
+
+@dataclass
+class ExportConfig:
+    opset: int = 18
+    atol: float = 1e-4  # max |onnx - pytorch| logit difference tolerated
+    n_parity_samples: int = 32
+    batch_size: int = 32
+
+
+@dataclass
+class StageConfig:
+    """Per-stage knobs; data, model, method and train have groups of their own."""
+
+    explore: ExploreConfig = field(default_factory=ExploreConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    errors: ErrorsConfig = field(default_factory=ErrorsConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+
+
+@dataclass
+class TrackingConfig:
+    uri: str | None = None  # None: sqlite store under paths.output_dir
+    experiment: str = "default"
+    run_name: str | None = None
+
+
+@dataclass
+class PathsConfig:
+    output_dir: str = "outputs"
+
+
+@dataclass
+class Config:
+    """The whole run. `method` is typed per method by the registry (see pipeline.methods)."""
+
+    seed: int = 42
+    stages: list[Stage] = field(default_factory=lambda: list(Stage))
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Any = MISSING
+    train: TrainConfig = field(default_factory=TrainConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_configs() -> None:
+    """Store the schemas conf/ builds on: the whole config, and one per method (its fields differ)."""
+    from pipeline.methods import registered_methods
+
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for method in registered_methods():
+        cs.store(group="method", name=f"{method.name}_schema", node=method.config_cls)
+
+
+def value(option: Any) -> str:
+    """The string value of a config enum (OmegaConf hands back Enum members)."""
+    return option.value if isinstance(option, Enum) else str(option)

@@ -1,0 +1,108 @@
+"""What every stage receives: the config, the run directory layout, the method, and the tracker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from pipeline.atomic import read_json
+from pipeline.errors import PipelineError
+from pipeline.methods import Method
+from pipeline.models import load_classifier
+from pipeline.tracking import Tracker
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where each stage writes its artifacts inside a run directory; stages talk only through these."""
+
+    root: Path
+
+    @property
+    def split(self) -> Path:  # DatasetDict (text, label, origin, source_row) + labels.json + report.json
+        return self.root / "split"
+
+    @property
+    def tokenized(self) -> Path:  # DatasetDict (input_ids, attention_mask, labels, length)
+        return self.root / "tokenize"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def model(self) -> Path:  # what Method.save wrote, plus the tokenizer
+        return self.train / "model"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.train / "checkpoints"
+
+    @property
+    def explore(self) -> Path:
+        return self.root / "explore"
+
+    @property
+    def evaluate(self) -> Path:  # metrics.json, per_class.csv, test_logits.npy
+        return self.root / "evaluate"
+
+    @property
+    def errors(self) -> Path:
+        return self.root / "errors"
+
+    @property
+    def merged_model(self) -> Path:
+        return self.root / "merge" / "model"
+
+    @property
+    def export(self) -> Path:  # model.onnx, tokenizer, parity.json
+        return self.root / "export"
+
+
+@dataclass
+class RunContext:
+    """The inputs shared by all stages of one pipeline run."""
+
+    cfg: Any
+    layout: RunLayout
+    method: Method
+    tracker: Tracker
+
+    def require(self, path: Path, producer: str) -> Path:
+        """`path` if a previous stage wrote it, else a PipelineError saying which stage to run."""
+        if not path.exists():
+            raise PipelineError(
+                f"stages: {path.relative_to(self.layout.root)} is missing in {self.layout.root}; "
+                f"run the {producer!r} stage first (e.g. stages=[{producer},...])"
+            )
+        return path
+
+    @cached_property
+    def labels(self) -> list[str]:
+        """Class names, index = label id, as the split stage fixed them."""
+        return read_json(self.require(self.layout.split / "labels.json", "split"))
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        """The tokenizer the tokenize stage used (saved with its output)."""
+        return AutoTokenizer.from_pretrained(str(self.require(self.layout.tokenized / "tokenizer", "tokenize")))
+
+    def base_model(self) -> nn.Module:
+        """The pretrained encoder with a freshly initialised (seeded, so always identical) head."""
+        return load_classifier(self.cfg.model, self.labels, self.cfg.seed)
+
+    def trained_model(self) -> nn.Module:
+        """The model as the train stage left it (base + adapter, or full weights)."""
+        path = self.require(self.layout.model, "train")
+        return self.method.load(self.base_model(), path)
+
+    def deployable_model(self) -> nn.Module:
+        """A plain transformers model to ship: merged if `merge` ran, else the trained model."""
+        if self.layout.merged_model.exists():
+            return AutoModelForSequenceClassification.from_pretrained(str(self.layout.merged_model))
+        return self.trained_model()

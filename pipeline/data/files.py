@@ -1,0 +1,47 @@
+"""Bring-your-own data: CSV, TSV, JSONL or Parquet, one file to split or one file per split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.data import SPLITS, RawData, require_columns, require_file
+from pipeline.errors import PipelineError
+
+_READERS = {
+    ".csv": lambda p: pd.read_csv(p),
+    ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+    ".jsonl": lambda p: pd.read_json(p, lines=True),
+    ".json": lambda p: pd.read_json(p, lines=True),
+    ".parquet": lambda p: pd.read_parquet(p),
+}
+
+
+def load(data_cfg: Any) -> RawData:
+    per_split = {s: getattr(data_cfg, f"{s}_path") for s in SPLITS if getattr(data_cfg, f"{s}_path")}
+    if data_cfg.path and per_split:
+        raise PipelineError("data.path: set either data.path or data.<split>_path, not both")
+    if data_cfg.path:
+        sources = {"all": ("data.path", data_cfg.path)}
+    elif per_split:
+        if "train" not in per_split:
+            raise PipelineError("data.train_path: required when files are given per split")
+        sources = {split: (f"data.{split}_path", path) for split, path in per_split.items()}
+    else:
+        raise PipelineError("data.path: a CSV/JSONL/Parquet file is required for data.source=file")
+    columns = {"text_column": data_cfg.text_column, "label_column": data_cfg.label_column}
+    frames, files = {}, []
+    for split, (field_name, raw_path) in sources.items():
+        path = require_file(Path(raw_path).expanduser(), field_name, "a .csv, .tsv, .jsonl or .parquet file")
+        reader = _READERS.get(path.suffix.lower())
+        if reader is None:
+            raise PipelineError(f"{field_name}: unsupported file type {path.suffix!r}; expected one of {sorted(_READERS)}")
+        try:
+            frame = reader(path)
+        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise PipelineError(f"{field_name}: cannot read {path} ({str(exc).splitlines()[0]})") from exc
+        frames[split] = require_columns(frame, columns, str(path))
+        files.append(path)
+    return RawData(frames=frames, files=files)

@@ -1,0 +1,59 @@
+"""Batched, dynamically padded forward passes shared by evaluate, explore, merge and export."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torch import nn
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+MODEL_INPUTS = ["input_ids", "attention_mask"]
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def padded_batches(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of model inputs in dataset order, each padded only to its own longest row."""
+    collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
+    rows = dataset.select_columns(MODEL_INPUTS)
+    for start in range(0, len(rows), batch_size):
+        yield collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int
+) -> np.ndarray:
+    """Logits (n_rows, n_labels) as float32 numpy, in dataset order."""
+    model.eval().to(device())
+    out = [
+        model(**{k: v.to(device()) for k, v in batch.items()}).logits.float().cpu().numpy()
+        for batch in padded_batches(dataset, tokenizer, batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+@torch.inference_mode()
+def embed(
+    model: nn.Module, dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, pooling: str
+) -> np.ndarray:
+    """Sentence embeddings from the encoder's last hidden layer: CLS token or attention-masked mean."""
+    model.eval().to(device())
+    out = []
+    for batch in padded_batches(dataset, tokenizer, batch_size):
+        batch = {k: v.to(device()) for k, v in batch.items()}
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
+        if pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        out.append(pooled.cpu().numpy())
+    return np.concatenate(out)

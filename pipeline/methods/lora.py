@@ -1,0 +1,38 @@
+"""LoRA: trainable low-rank updates on chosen linear layers; mergeable into the base weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from peft import LoraConfig, TaskType
+from torch import nn
+
+from pipeline.methods import MethodConfig, register_method
+from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+
+
+@dataclass
+class LoraMethodConfig(MethodConfig):
+    name: str = "lora"
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: Any = "attention_qv"  # a set in model.target_module_sets, "all-linear", or a list
+    bias: str = "none"
+
+
+@register_method
+class Lora(PeftMethod):
+    name = "lora"
+    config_cls = LoraMethodConfig
+
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> LoraConfig:
+        return LoraConfig(
+            task_type=TaskType.SEQ_CLS,
+            r=cfg.r,
+            lora_alpha=cfg.alpha,
+            lora_dropout=cfg.dropout,
+            target_modules=resolve_target_modules(cfg.target_modules, model_cfg, model),
+            bias=cfg.bias,
+        )

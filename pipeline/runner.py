@@ -1,0 +1,89 @@
+"""Runs the selected stages in order inside one tracked MLflow run and writes the run summary."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+import transformers
+from omegaconf import DictConfig
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from pipeline.atomic import write_json
+from pipeline.errors import PipelineError
+from pipeline.config import Stage, value
+from pipeline.context import RunContext, RunLayout
+from pipeline.methods import Method, get_method
+from pipeline.models import resolve_model_path
+from pipeline.stages import errors, evaluate, explore, export, merge, split, tokenize, train
+from pipeline.tracking import tracked_run
+
+STAGES = {
+    Stage.split: split.run,
+    Stage.tokenize: tokenize.run,
+    Stage.train: train.run,
+    Stage.explore: explore.run,
+    Stage.evaluate: evaluate.run,
+    Stage.errors: errors.run,
+    Stage.merge: merge.run,
+    Stage.export: export.run,
+}
+
+
+def preflight(cfg: DictConfig, method: Method) -> None:
+    """Fail before any work on a model that cannot load or a method that cannot apply to it.
+
+    The check builds the architecture on the meta device, so no weights are read.
+    """
+    path = resolve_model_path(cfg.model)
+    if Stage.train not in {Stage(value(s)) for s in cfg.stages}:
+        return
+    try:
+        config = AutoConfig.from_pretrained(path, revision=cfg.model.revision, num_labels=2)
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"model.name_or_path: cannot load config of {path!r} ({type(exc).__name__})") from exc
+    with torch.device("meta"):
+        skeleton = AutoModelForSequenceClassification.from_config(config)
+    method.check_applicable(skeleton, cfg.method, cfg.model)
+
+
+def quiet_libraries() -> None:
+    """Keep the console readable: no per-map progress bars, load reports or ONNX optimiser chatter."""
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def package_versions() -> dict[str, str]:
+    names = ["torch", "transformers", "peft", "datasets", "evaluate", "mlflow", "hydra-core", "onnxruntime"]
+    return {"python": platform.python_version(), **{n: version(n) for n in names}}
+
+
+def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run `cfg.stages` (always in pipeline order) and return each stage's result by name."""
+    quiet_libraries()
+    method = get_method(cfg.method.name)
+    preflight(cfg, method)
+    selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
+    results: dict[str, Any] = {}
+    summary: dict[str, Any] = {"stages": {}, "versions": package_versions()}
+    with tracked_run(cfg, run_dir, overrides or []) as tracker:
+        ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), method=method, tracker=tracker)
+        for stage in selected:
+            start = time.perf_counter()
+            result = STAGES[stage](ctx)
+            metrics = {**result.metrics(), "wall_s": time.perf_counter() - start}
+            tracker.metrics(f"{stage.value}/", metrics)
+            results[stage.value] = result
+            summary["stages"][stage.value] = metrics
+        summary["mlflow_run_id"] = tracker.run_id
+        write_json(run_dir / "summary.json", summary)
+        tracker.artifact(run_dir / "summary.json")
+    return results

@@ -1,0 +1,88 @@
+"""explore: validation sample -> sentence embeddings -> UMAP 2-D, one hexbin panel per class.
+
+Runs on the base encoder and, when a trained model exists, on it too, so the before/after shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from datasets import load_from_disk  # noqa: E402
+from sklearn.metrics import silhouette_score  # noqa: E402
+
+from pipeline.atomic import atomic_dir  # noqa: E402
+from pipeline.config import value  # noqa: E402
+from pipeline.context import RunContext  # noqa: E402
+from pipeline.inference import embed  # noqa: E402
+
+
+@dataclass
+class ExploreResult:
+    silhouette: dict[str, float]  # class separation of the embeddings, per model ("base", "trained")
+
+    def metrics(self) -> dict[str, float]:
+        return {f"{name}_silhouette": v for name, v in self.silhouette.items()}
+
+
+def project(embeddings: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
+    """UMAP to 2-D (imported here: numba compiles on first use, which only this stage should pay)."""
+    import umap
+
+    n_neighbors = max(2, min(n_neighbors, len(embeddings) - 1))
+    reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
+    return reducer.fit_transform(embeddings)
+
+
+def plot_panels(points: dict[str, np.ndarray], labels: np.ndarray, names: list[str], path: Path) -> None:
+    """One row per model, one hexbin panel per class, plus an all-classes scatter for orientation."""
+    rows, cols = len(points), len(names) + 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for r, (model_name, xy) in enumerate(points.items()):
+        ax = axes[r][0]
+        for i, name in enumerate(names):
+            mask = labels == i
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=3, alpha=0.6, label=name)
+        ax.set_title(f"{model_name}: all classes", fontsize=9)
+        ax.legend(fontsize=6, markerscale=3)
+        for i, name in enumerate(names):
+            ax = axes[r][i + 1]
+            mask = labels == i
+            ax.scatter(xy[:, 0], xy[:, 1], s=1, c="lightgrey")
+            if mask.sum() > 0:
+                ax.hexbin(xy[mask, 0], xy[mask, 1], gridsize=25, cmap="viridis", mincnt=1)
+            ax.set_title(f"{model_name}: {name} (n={int(mask.sum())})", fontsize=9)
+        for ax in axes[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(ctx: RunContext) -> ExploreResult:
+    cfg = ctx.cfg.stage.explore
+    validation = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["validation"]
+    sample = validation.shuffle(seed=ctx.cfg.seed).select(range(min(cfg.n_samples, len(validation))))
+    labels = np.asarray(sample["labels"])
+    models = {"base": ctx.base_model}
+    if ctx.layout.model.exists():
+        models["trained"] = ctx.trained_model
+    points, silhouette, embeddings = {}, {}, {}
+    for name, build in models.items():
+        emb = embed(build(), sample, ctx.tokenizer, cfg.batch_size, value(cfg.pooling))
+        embeddings[name] = emb
+        points[name] = project(emb, cfg.n_neighbors, cfg.min_dist, ctx.cfg.seed)
+        if len(set(labels.tolist())) > 1:
+            silhouette[name] = float(silhouette_score(emb, labels))
+    with atomic_dir(ctx.layout.explore) as out:
+        np.savez_compressed(out / "embeddings.npz", labels=labels, **embeddings,
+                            **{f"{k}_umap": v for k, v in points.items()})
+        plot_panels(points, labels, ctx.labels, out / "umap_hexbin.png")
+    ctx.tracker.artifact(ctx.layout.explore / "umap_hexbin.png", "explore")
+    return ExploreResult(silhouette=silhouette)

@@ -1,0 +1,42 @@
+"""merge: trained adapter -> one plain model (`merge_and_unload`), verified against the unmerged logits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from datasets import load_from_disk
+
+from pipeline.atomic import atomic_dir
+from pipeline.context import RunContext
+from pipeline.errors import PipelineError
+from pipeline.inference import predict_logits
+
+
+@dataclass
+class MergeResult:
+    skipped_reason: str | None
+    max_abs_diff: float | None
+
+    def metrics(self) -> dict[str, float]:
+        return {} if self.max_abs_diff is None else {"max_abs_logit_diff": self.max_abs_diff}
+
+
+def run(ctx: RunContext) -> MergeResult:
+    if ctx.method.merge_skip_reason:
+        ctx.tracker.tags({"merge.skipped": ctx.method.merge_skip_reason})
+        return MergeResult(skipped_reason=ctx.method.merge_skip_reason, max_abs_diff=None)
+    cfg = ctx.cfg.stage.merge
+    test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
+    batch = test.select(range(min(cfg.n_samples, len(test))))
+    model = ctx.trained_model()
+    before = predict_logits(model, batch, ctx.tokenizer, cfg.n_samples)
+    merged = ctx.method.merge(model)
+    after = predict_logits(merged, batch, ctx.tokenizer, cfg.n_samples)
+    diff = float(np.abs(before - after).max())
+    if diff > cfg.atol:
+        raise PipelineError(f"stage.merge.atol: merged logits differ from unmerged by {diff:.3g} > {cfg.atol}")
+    with atomic_dir(ctx.layout.merged_model) as out:
+        merged.save_pretrained(str(out))
+        ctx.tokenizer.save_pretrained(str(out))
+    return MergeResult(skipped_reason=None, max_abs_diff=diff)

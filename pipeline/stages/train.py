@@ -1,0 +1,156 @@
+"""train: tokenized splits + method -> trained model (adapter or full weights), best checkpoint by validation."""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import load_from_disk
+from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import EvalPrediction
+
+from pipeline.atomic import atomic_dir, write_json
+from pipeline.context import RunContext
+from pipeline.metrics import classification_metrics, scalar_metrics
+from pipeline.config import value
+from pipeline.models import ParameterCounts, count_parameters
+from pipeline.tracking import Tracker
+
+
+@dataclass
+class TrainResult:
+    params: ParameterCounts
+    wall_s: float
+    train_samples: int
+    eval_s: float  # time spent in periodic validation, included in wall_s
+    best_metric: float | None
+    best_step: int | None
+    peak_memory_mb: float
+
+    def metrics(self) -> dict[str, float]:
+        out = self.params.as_metrics()
+        out.update(
+            wall_s=self.wall_s,
+            samples_per_s=self.train_samples / max(self.wall_s - self.eval_s, 1e-9),
+            eval_share_pct=100.0 * self.eval_s / max(self.wall_s, 1e-9),
+            peak_memory_mb=self.peak_memory_mb,
+        )
+        if self.best_metric is not None:
+            out["best_val_metric"] = self.best_metric
+        return out
+
+
+class MlflowStepLogger(TrainerCallback):
+    """Streams the Trainer's step logs (loss, lr, eval_*) to MLflow as `train/<key>` at each global step."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        if numeric:
+            self.tracker.metrics("train/", numeric, step=state.global_step)
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """bf16 where the GPU supports it (auto), plain fp32 on CPU."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def peak_memory_mb() -> float:
+    """Peak CUDA memory allocated if on GPU, else the process's peak RSS."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def compute_metrics_fn(labels: list[str]) -> Any:
+    def compute(pred: EvalPrediction) -> dict[str, float]:
+        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+        return scalar_metrics(classification_metrics(np.argmax(logits, -1), pred.label_ids, labels))
+
+    return compute
+
+
+def training_arguments(ctx: RunContext) -> TrainingArguments:
+    t = ctx.cfg.train
+    return TrainingArguments(
+        output_dir=str(ctx.layout.checkpoints),
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True,
+        metric_for_best_model=t.metric_for_best_model,
+        greater_is_better=t.metric_for_best_model != "loss",
+        logging_steps=t.logging_steps,
+        train_sampling_strategy=value(t.sampling),
+        dataloader_num_workers=t.dataloader_num_workers,
+        seed=ctx.cfg.seed,
+        data_seed=ctx.cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        **precision_flags(value(t.precision)),
+    )
+
+
+def run(ctx: RunContext) -> TrainResult:
+    cfg = ctx.cfg
+    data = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))
+    tokenizer = ctx.tokenizer
+    model = ctx.base_model()
+    ctx.method.check_applicable(model, cfg.method, cfg.model)
+    model = ctx.method.wrap(model, cfg.method, cfg.model)
+    params = count_parameters(model)
+    validation = data["validation"]
+    if cfg.train.eval_max_samples and len(validation) > cfg.train.eval_max_samples:
+        validation = validation.shuffle(seed=cfg.seed).select(range(cfg.train.eval_max_samples))
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(ctx),
+        train_dataset=data["train"],
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=compute_metrics_fn(ctx.labels),
+        callbacks=[MlflowStepLogger(ctx.tracker)],
+    )
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    state = trainer.state
+    eval_s = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)
+    best_step = int(state.best_global_step) if getattr(state, "best_global_step", None) else None
+    result = TrainResult(
+        params=params,
+        wall_s=wall,
+        train_samples=state.global_step * cfg.train.batch_size * cfg.train.gradient_accumulation_steps,
+        eval_s=eval_s,
+        best_metric=float(state.best_metric) if state.best_metric is not None else None,
+        best_step=best_step,
+        peak_memory_mb=peak_memory_mb(),
+    )
+    with atomic_dir(ctx.layout.model) as out:
+        ctx.method.save(trainer.model, out)
+        tokenizer.save_pretrained(str(out))
+    write_json(ctx.layout.train / "result.json", {**result.metrics(), "best_step": best_step,
+                                                  "log_history": state.log_history})
+    ctx.tracker.artifact(ctx.layout.model, "model")
+    return result

@@ -1,0 +1,111 @@
+"""MLflow tracking: one run per pipeline run, an embedded sqlite store by default, clean end states."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import RunStatus
+from omegaconf import DictConfig, OmegaConf
+
+
+def store_locations(cfg: Any) -> tuple[str, str | None]:
+    """(tracking URI, artifact root): `tracking.uri`, else sqlite + artifacts under paths.output_dir."""
+    if cfg.tracking.uri:
+        return str(cfg.tracking.uri), None
+    out = Path(cfg.paths.output_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    # The ./mlruns file store is deprecated; sqlite needs an explicit artifact location.
+    return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"a.b.c": value}; lists become their string form (MLflow params are strings)."""
+    flat: dict[str, Any] = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Tracker:
+    """Thin, explicit logging onto the active MLflow run (autolog is unvalidated on transformers 5)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def metrics(self, prefix: str, values: Mapping[str, float], step: int | None = None) -> None:
+        mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in values.items()}, step=step)
+
+    def params(self, values: Mapping[str, Any]) -> None:
+        mlflow.log_params({k: str(v)[:6000] for k, v in values.items()})
+
+    def tags(self, values: Mapping[str, Any]) -> None:
+        mlflow.set_tags({k: str(v) for k, v in values.items()})
+
+    def artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+        else:
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so the run ends KILLED instead of staying RUNNING."""
+
+
+@contextmanager
+def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterator[Tracker]:
+    """Start the MLflow run, log config/params/tags, and end it FINISHED, FAILED or KILLED."""
+    uri, artifact_root = store_locations(cfg)
+    mlflow.set_tracking_uri(uri)
+    experiment = cfg.tracking.experiment
+    if mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=f"{artifact_root}/{experiment}" if artifact_root else None)
+    mlflow.set_experiment(experiment)
+    run_name = cfg.tracking.run_name or f"{cfg.method.name}-{run_dir.name}"
+    run = mlflow.start_run(run_name=run_name)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    status = RunStatus.to_string(RunStatus.FAILED)
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        mlflow.log_params({k: str(v)[:6000] for k, v in flatten(container).items()})
+        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+        mlflow.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+        mlflow.set_tags(
+            {
+                "experiment": experiment,
+                "method": cfg.method.name,
+                "model": cfg.model.name_or_path if not cfg.model.from_package else cfg.model.from_package,
+                "git_commit": git_commit(),
+                "run_dir": str(run_dir),
+            }
+        )
+        yield Tracker(run.info.run_id)
+        status = RunStatus.to_string(RunStatus.FINISHED)
+    except KeyboardInterrupt:
+        status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        mlflow.end_run(status=status)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
