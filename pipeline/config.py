@@ -39,6 +39,16 @@ class Sampling(str, Enum):
     random = "random"
 
 
+class BestMetric(str, Enum):
+    """Validation metric that picks the best checkpoint."""
+
+    f1_macro = "f1_macro"
+    accuracy = "accuracy"
+    precision_macro = "precision_macro"
+    recall_macro = "recall_macro"
+    loss = "loss"
+
+
 class Precision(str, Enum):
     auto = "auto"  # bf16 on a CUDA device that supports it, else fp32
     fp32 = "fp32"
@@ -93,7 +103,7 @@ class TrainConfig:
     lr_scheduler: str = "linear"
     eval_steps: float = 0.2  # < 1: fraction of total steps; >= 1: every N steps
     eval_max_samples: int | None = 2000  # validation rows used for in-training evaluation
-    metric_for_best_model: str = "f1_macro"
+    metric_for_best_model: BestMetric = BestMetric.f1_macro
     logging_steps: int = 25
     save_total_limit: int = 2
     sampling: Sampling = Sampling.group_by_length

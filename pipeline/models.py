@@ -62,6 +62,7 @@ def load_classifier(model_cfg: Any, labels: list[str], seed: int) -> nn.Module:
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
+        ignore_mismatched_sizes=True,  # a checkpoint's own head (other label count) is replaced, not fatal
     )
 
 

@@ -16,9 +16,9 @@ from omegaconf import DictConfig
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from pipeline.atomic import write_json
-from pipeline.errors import PipelineError
 from pipeline.config import Stage, value
 from pipeline.context import RunContext, RunLayout
+from pipeline.errors import PipelineError
 from pipeline.methods import Method, get_method
 from pipeline.models import resolve_model_path
 from pipeline.stages import errors, evaluate, explore, export, merge, split, tokenize, train
@@ -70,11 +70,11 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     """Run `cfg.stages` (always in pipeline order) and return each stage's result by name."""
     quiet_libraries()
     method = get_method(cfg.method.name)
-    preflight(cfg, method)
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
     results: dict[str, Any] = {}
     summary: dict[str, Any] = {"stages": {}, "versions": package_versions()}
     with tracked_run(cfg, run_dir, overrides or []) as tracker:
+        preflight(cfg, method)
         ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), method=method, tracker=tracker)
         for stage in selected:
             start = time.perf_counter()

@@ -77,7 +77,9 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
     mlflow.set_tracking_uri(uri)
     experiment = cfg.tracking.experiment
     if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(experiment, artifact_location=f"{artifact_root}/{experiment}" if artifact_root else None)
+        mlflow.create_experiment(
+            experiment, artifact_location=f"{artifact_root}/{experiment}" if artifact_root else None
+        )
     mlflow.set_experiment(experiment)
     run_name = cfg.tracking.run_name or f"{cfg.method.name}-{run_dir.name}"
     run = mlflow.start_run(run_name=run_name)
@@ -101,6 +103,9 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
         status = RunStatus.to_string(RunStatus.FINISHED)
     except KeyboardInterrupt:
         status = RunStatus.to_string(RunStatus.KILLED)
+        raise
+    except Exception as exc:
+        mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)

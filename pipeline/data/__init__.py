@@ -33,7 +33,11 @@ def load_raw(data_cfg: Any) -> RawData:
     """Load the configured source and check that every text is non-empty and every label known."""
     from pipeline.data import ag_news_csv, files, hub
 
-    loaders = {DataSource.hub: hub.load, DataSource.ag_news_csv: ag_news_csv.load, DataSource.file: files.load}
+    loaders = {
+        DataSource.hub: hub.load,
+        DataSource.ag_news_csv: ag_news_csv.load,
+        DataSource.file: files.load,
+    }
     raw = loaders[DataSource(data_cfg.source)](data_cfg)
     if data_cfg.label_names:
         raw.label_names = list(data_cfg.label_names)

@@ -37,7 +37,9 @@ def load(data_cfg: Any) -> RawData:
         path = require_file(Path(raw_path).expanduser(), field_name, "a .csv, .tsv, .jsonl or .parquet file")
         reader = _READERS.get(path.suffix.lower())
         if reader is None:
-            raise PipelineError(f"{field_name}: unsupported file type {path.suffix!r}; expected one of {sorted(_READERS)}")
+            raise PipelineError(
+                f"{field_name}: unsupported file type {path.suffix!r}; expected one of {sorted(_READERS)}"
+            )
         try:
             frame = reader(path)
         except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:

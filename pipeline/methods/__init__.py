@@ -33,7 +33,7 @@ class Method(ABC):
     config_cls: ClassVar[type[MethodConfig]]
     merge_skip_reason: ClassVar[str | None] = None  # None: `merge` folds the method into the base weights
 
-    def check_applicable(self, model: nn.Module, cfg: Any, model_cfg: Any) -> None:
+    def check_applicable(self, model: nn.Module, cfg: Any, model_cfg: Any) -> None:  # noqa: B027 (optional hook)
         """Raise PipelineError before any work if this method cannot run on this model."""
 
     @abstractmethod

@@ -43,8 +43,7 @@ def resolve_target_modules(spec: Any, model_cfg: Any, model: nn.Module) -> list[
     if missing:
         short = sorted({n.rsplit(".", 1)[-1] for n in linear})
         raise PipelineError(
-            f"method.target_modules: {missing} not found in {type(model).__name__}; "
-            f"its linear modules are {short}"
+            f"method.target_modules: {missing} not found in {type(model).__name__}; its linear modules are {short}"
         )
     return targets
 

@@ -25,8 +25,11 @@ class ErrorsResult:
     mean_loss: float
 
     def metrics(self) -> dict[str, float]:
-        return {"n_errors": float(self.n_errors), "error_rate": self.n_errors / max(self.n_test, 1),
-                "mean_loss": self.mean_loss}
+        return {
+            "n_errors": float(self.n_errors),
+            "error_rate": self.n_errors / max(self.n_test, 1),
+            "mean_loss": self.mean_loss,
+        }
 
 
 def rank_samples(texts: list[str], labels: np.ndarray, logits: np.ndarray, names: list[str]) -> pd.DataFrame:

@@ -81,8 +81,9 @@ def run(ctx: RunContext) -> ExploreResult:
         if len(set(labels.tolist())) > 1:
             silhouette[name] = float(silhouette_score(emb, labels))
     with atomic_dir(ctx.layout.explore) as out:
-        np.savez_compressed(out / "embeddings.npz", labels=labels, **embeddings,
-                            **{f"{k}_umap": v for k, v in points.items()})
+        np.savez_compressed(
+            out / "embeddings.npz", labels=labels, **embeddings, **{f"{k}_umap": v for k, v in points.items()}
+        )
         plot_panels(points, labels, ctx.labels, out / "umap_hexbin.png")
     ctx.tracker.artifact(ctx.layout.explore / "umap_hexbin.png", "explore")
     return ExploreResult(silhouette=silhouette)

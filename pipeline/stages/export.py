@@ -25,8 +25,11 @@ class ExportResult:
     size_mb: float
 
     def metrics(self) -> dict[str, float]:
-        return {"max_abs_logit_diff": self.max_abs_diff, "onnx_test_accuracy": self.onnx_accuracy,
-                "onnx_size_mb": self.size_mb}
+        return {
+            "max_abs_logit_diff": self.max_abs_diff,
+            "onnx_test_accuracy": self.onnx_accuracy,
+            "onnx_size_mb": self.size_mb,
+        }
 
 
 class _LogitsOnly(nn.Module):
@@ -44,7 +47,7 @@ def export_onnx(model: nn.Module, example: dict[str, torch.Tensor], path: Path, 
     """Export with dynamic batch and sequence axes."""
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     program = torch.onnx.export(
-        _LogitsOnly(model.eval().cpu()),
+        _LogitsOnly(model.cpu()).eval(),
         (example["input_ids"], example["attention_mask"]),
         dynamo=True,
         verbose=False,
@@ -78,8 +81,16 @@ def run(ctx: RunContext) -> ExportResult:
         logits = np.concatenate([onnx_logits(session, b) for b in padded_batches(test, ctx.tokenizer, cfg.batch_size)])
         accuracy = classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels)["accuracy"]
         size_mb = (out / "model.onnx").stat().st_size / 2**20 + sum(
-            p.stat().st_size for p in out.glob("*.data")) / 2**20
-        write_json(out / "export.json", {"max_abs_logit_diff": diff, "onnx_test_accuracy": accuracy,
-                                         "size_mb": size_mb, "opset": cfg.opset})
+            p.stat().st_size for p in out.glob("*.data")
+        ) / 2**20
+        write_json(
+            out / "export.json",
+            {
+                "max_abs_logit_diff": diff,
+                "onnx_test_accuracy": accuracy,
+                "size_mb": size_mb,
+                "opset": cfg.opset,
+            },
+        )
     ctx.tracker.artifact(ctx.layout.export, "onnx")
     return ExportResult(max_abs_diff=diff, onnx_accuracy=accuracy, size_mb=size_mb)

@@ -48,12 +48,10 @@ def label_list(raw: RawData) -> list[str]:
         return sorted(map(str, seen))
 
 
-def _stratified(frame: pd.DataFrame, fraction: float, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rest, carved) with `fraction` of rows carved off, stratified by label."""
-    if not 0.0 < fraction < 1.0:
-        raise PipelineError(f"data.{what}_fraction: {fraction} must be between 0 and 1")
+def _stratified(frame: pd.DataFrame, n_rows: int, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rest, carved) with `n_rows` rows carved off, stratified by label."""
     try:
-        rest, carved = train_test_split(frame, test_size=fraction, random_state=seed, stratify=frame["label_id"])
+        rest, carved = train_test_split(frame, test_size=n_rows, random_state=seed, stratify=frame["label_id"])
     except ValueError as exc:
         raise PipelineError(f"data.{what}_fraction: cannot carve a stratified {what} split ({exc})") from exc
     return rest, carved
@@ -75,21 +73,33 @@ def make_splits(raw: RawData, labels: list[str], data_cfg: Any, seed: int) -> di
     index = {name: i for i, name in enumerate(labels)}
     pool = pd.concat(
         [
-            frame.assign(origin=name, source_row=np.arange(len(frame)), label_id=frame[LABEL].map(lambda v: index[str(v)]))
+            frame.assign(
+                origin=name,
+                source_row=np.arange(len(frame)),
+                label_id=frame[LABEL].map(lambda v: index[str(v)]),
+            )
             for name, frame in raw.frames.items()
         ],
         ignore_index=True,
     )
     pool = _cap(pool, data_cfg.max_samples, seed)
+    for what in ("validation", "test"):
+        fraction = getattr(data_cfg, f"{what}_fraction")
+        if not 0.0 < fraction < 0.5:
+            raise PipelineError(f"data.{what}_fraction: {fraction} must be between 0 and 0.5")
     splits = {name: pool[pool["origin"] == name] for name in raw.frames}
-    if "all" in splits:
-        rest, splits["test"] = _stratified(splits.pop("all"), data_cfg.test_fraction, seed, "test")
-        val_of_rest = data_cfg.validation_fraction / (1.0 - data_cfg.test_fraction)
-        splits["train"], splits["validation"] = _stratified(rest, val_of_rest, seed, "validation")
+    if "all" in splits:  # one pool: carve test, then validation, as fractions of the whole pool
+        n_all = len(splits["all"])
+        rest, splits["test"] = _stratified(splits.pop("all"), round(data_cfg.test_fraction * n_all), seed, "test")
+        n_val = round(data_cfg.validation_fraction * n_all)
+        splits["train"], splits["validation"] = _stratified(rest, n_val, seed, "validation")
     elif "validation" not in splits:
-        splits["train"], splits["validation"] = _stratified(splits["train"], data_cfg.validation_fraction, seed, "validation")
+        n_val = round(data_cfg.validation_fraction * len(splits["train"]))
+        splits["train"], splits["validation"] = _stratified(splits["train"], n_val, seed, "validation")
     if "test" not in splits:
-        splits["validation"], splits["test"] = _stratified(splits["validation"], 0.5, seed, "test")
+        splits["validation"], splits["test"] = _stratified(
+            splits["validation"], len(splits["validation"]) // 2, seed, "test"
+        )
     return {name: splits[name].sort_values(["origin", "source_row"]).reset_index(drop=True) for name in SPLITS}
 
 
@@ -133,8 +143,16 @@ def run(ctx: RunContext) -> SplitResult:
             }
         ).save_to_disk(str(out / "dataset"))
         write_json(out / "labels.json", labels)
-        write_json(out / "report.json", {"sizes": result.sizes, "class_counts": counts, "duplicates": duplicates,
-                                         "dropped": dropped, "files": [str(f) for f in raw.files]})
+        write_json(
+            out / "report.json",
+            {
+                "sizes": result.sizes,
+                "class_counts": counts,
+                "duplicates": duplicates,
+                "dropped": dropped,
+                "files": [str(f) for f in raw.files],
+            },
+        )
     ctx.tracker.params({"data.labels": labels, "data.files": [str(f) for f in raw.files]})
     ctx.tracker.artifact(ctx.layout.split / "report.json", "split")
     ctx.tracker.artifact(ctx.layout.split / "labels.json", "split")

@@ -31,7 +31,9 @@ def run(ctx: RunContext) -> TokenizeResult:
         enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
         return {**enc, "labels": batch["label"], "length": [len(ids) for ids in enc["input_ids"]]}
 
-    tokenized = splits.map(encode, batched=True, remove_columns=splits["train"].column_names, load_from_cache_file=False)
+    tokenized = splits.map(
+        encode, batched=True, remove_columns=splits["train"].column_names, load_from_cache_file=False
+    )
     lengths = np.asarray(full_lengths)
     stats = {
         "mean": float(lengths.mean()),

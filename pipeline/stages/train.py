@@ -14,9 +14,9 @@ from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, Trai
 from transformers.trainer_utils import EvalPrediction
 
 from pipeline.atomic import atomic_dir, write_json
+from pipeline.config import value
 from pipeline.context import RunContext
 from pipeline.metrics import classification_metrics, scalar_metrics
-from pipeline.config import value
 from pipeline.models import ParameterCounts, count_parameters
 from pipeline.tracking import Tracker
 
@@ -98,8 +98,8 @@ def training_arguments(ctx: RunContext) -> TrainingArguments:
         save_steps=t.eval_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=True,
-        metric_for_best_model=t.metric_for_best_model,
-        greater_is_better=t.metric_for_best_model != "loss",
+        metric_for_best_model=value(t.metric_for_best_model),
+        greater_is_better=value(t.metric_for_best_model) != "loss",
         logging_steps=t.logging_steps,
         train_sampling_strategy=value(t.sampling),
         dataloader_num_workers=t.dataloader_num_workers,
@@ -150,7 +150,9 @@ def run(ctx: RunContext) -> TrainResult:
     with atomic_dir(ctx.layout.model) as out:
         ctx.method.save(trainer.model, out)
         tokenizer.save_pretrained(str(out))
-    write_json(ctx.layout.train / "result.json", {**result.metrics(), "best_step": best_step,
-                                                  "log_history": state.log_history})
+    write_json(
+        ctx.layout.train / "result.json",
+        {**result.metrics(), "best_step": best_step, "log_history": state.log_history},
+    )
     ctx.tracker.artifact(ctx.layout.model, "model")
     return result

@@ -5,8 +5,7 @@
 
 import datasets
 import evaluate
-from sklearn.metrics import accuracy_score
-from sklearn.metrics import precision_recall_fscore_support
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 _DESCRIPTION = "Accuracy, macro-averaged precision/recall/F1, and per-class precision/recall/F1/support."
 _KWARGS = "predictions: list of int; references: list of int; label_names: optional list of str."
@@ -18,9 +17,7 @@ class Classification(evaluate.Metric):
             description=_DESCRIPTION,
             citation="",
             inputs_description=_KWARGS,
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references, label_names=None):
@@ -34,8 +31,13 @@ class Classification(evaluate.Metric):
         )
         names = label_names or [str(i) for i in ids]
         per_class = [
-            {"label": names[i], "precision": float(pc[i]), "recall": float(rc[i]), "f1": float(fc[i]),
-             "support": int(sc[i])}
+            {
+                "label": names[i],
+                "precision": float(pc[i]),
+                "recall": float(rc[i]),
+                "f1": float(fc[i]),
+                "support": int(sc[i]),
+            }
             for i in ids
         ]
         return {

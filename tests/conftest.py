@@ -1,0 +1,133 @@
+"""Shared fixtures: tiny random BERT/DistilBERT models and a synthetic 3-class text task, built in code."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from transformers import (
+    BertConfig,
+    BertForSequenceClassification,
+    BertTokenizerFast,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    DistilBertTokenizerFast,
+)
+
+from pipeline.__main__ import CONF_DIR
+
+CLASSES = {
+    "alpha": ["apple", "banana", "cherry", "grape"],
+    "beta": ["engine", "wheel", "brake", "piston"],
+    "gamma": ["violin", "piano", "flute", "drum"],
+}
+FILLER = ["the", "a", "of", "and", "to", "in", "is", "it", "that", "was", "for", "on", "with", "as", "by"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def synthetic_frame(rows_per_class: int, seed: int = 0) -> pd.DataFrame:
+    """Texts of filler words plus 2-3 class keywords: learnable by a tiny model in a few dozen steps."""
+    rng = random.Random(seed)
+    rows = []
+    for label, keywords in CLASSES.items():
+        for _ in range(rows_per_class):
+            words = rng.choices(FILLER, k=rng.randint(5, 12)) + rng.choices(keywords, k=rng.randint(2, 3))
+            rng.shuffle(words)
+            rows.append({"text": " ".join(words), "label": label})
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+# Hidden size 32, 2 layers, 2 heads; init range 0.2 (not 0.02) so a random encoder's outputs differ by input.
+TINY_ARCHS = {
+    "bert": (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+        {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37},
+    ),
+    "distilbert": (
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        DistilBertTokenizerFast,
+        {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 37},
+    ),
+}
+
+
+def _save_tiny(path: Path, kind: str) -> Path:
+    """Save a random-init classifier of `kind` and a WordPiece tokenizer over the synthetic vocabulary."""
+    vocab = SPECIALS + FILLER + [w for words in CLASSES.values() for w in words]
+    config_cls, model_cls, tokenizer_cls, sizes = TINY_ARCHS[kind]
+    config = config_cls(vocab_size=len(vocab), max_position_embeddings=64, initializer_range=0.2, **sizes)
+    model_cls(config).save_pretrained(path)
+    tokenizer_cls(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {kind: _save_tiny(root / kind, kind) for kind in ("bert", "distilbert")}
+
+
+@pytest.fixture(scope="session")
+def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "synthetic.csv"
+    synthetic_frame(rows_per_class=120).to_csv(path, index=False)
+    return path
+
+
+TINY_TARGETS = {
+    "bert": "{attention_qv: [query, value], attention_all: [query, key, value, attention.output.dense]}",
+    "distilbert": "{attention_qv: [q_lin, v_lin], attention_all: [q_lin, k_lin, v_lin, out_lin]}",
+}
+
+
+def tiny_overrides(model_dir: Path, data_path: Path, output_dir: Path, kind: str = "bert") -> list[str]:
+    """Overrides that point the pipeline at a tiny model and synthetic data, with fast settings."""
+    return [
+        "data=csv",
+        f"data.path={data_path}",
+        f"model.name_or_path={model_dir}",
+        f"model.target_module_sets={TINY_TARGETS[kind]}",
+        "model.max_length=32",
+        f"paths.output_dir={output_dir}",
+        "train.learning_rate=1e-2",
+        "train.max_steps=80",
+        "train.eval_steps=20",
+        "train.logging_steps=10",
+        "stage.explore.n_samples=24",
+        "stage.explore.n_neighbors=5",
+        "tracking.experiment=tests",
+    ]
+
+
+@pytest.fixture(scope="session")
+def compose_config() -> Callable[[list[str]], DictConfig]:
+    """Compose conf/ exactly as `python -m pipeline` does, with the given overrides."""
+    from pipeline.config import register_configs
+
+    register_configs()
+
+    def _compose(overrides: list[str]) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides)
+
+    return _compose
+
+
+@pytest.fixture(scope="session")
+def lora_run(tmp_path_factory, tiny_models, synthetic_csv, compose_config):
+    """One full pipeline run (all stages) of LoRA on the tiny BERT; many tests inspect its outputs."""
+    from pipeline.runner import run_pipeline
+
+    out = tmp_path_factory.mktemp("e2e")
+    cfg = compose_config(tiny_overrides(tiny_models["bert"], synthetic_csv, out))
+    run_dir = out / "run"
+    results = run_pipeline(cfg, run_dir, ["method=lora"])
+    return cfg, run_dir, results

@@ -1,0 +1,120 @@
+"""Data sources: the AG News CSV format, bring-your-own files, and the errors bad input gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from pipeline.config import DataConfig
+from pipeline.data import load_raw
+from pipeline.errors import PipelineError
+from tests.conftest import synthetic_frame
+
+AG_ROWS = (
+    '"3","Fears for T N pension","Unions say they are ""disappointed"" after talks."\n'
+    '"4","Rocket launch","SPACE.com - A second\\team of rocketeers."\n'
+    '"1","World news","Leaders meet."\n'
+)
+
+
+def data_cfg(**kwargs) -> SimpleNamespace:
+    return SimpleNamespace(**{**DataConfig().__dict__, **kwargs})
+
+
+def ag_dir(tmp_path: Path, files: dict[str, str]) -> Path:
+    (tmp_path / "classes.txt").write_text("World\nSports\nBusiness\nSci/Tech\n")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+def test_ag_news_csv_joins_title_and_description_like_the_hub_copy(tmp_path):
+    raw = load_raw(data_cfg(source="ag_news_csv", dir=str(ag_dir(tmp_path, {"test.csv": AG_ROWS}))))
+    frame = raw.frames["all"]  # one file: the split stage carves all three splits from it
+    assert frame.loc[0, "text"] == 'Fears for T N pension Unions say they are "disappointed" after talks.'
+    assert frame["label"].tolist() == ["Business", "Sci/Tech", "World"]
+    assert raw.label_names == ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def test_ag_news_csv_keeps_train_and_test_when_both_exist(tmp_path):
+    raw = load_raw(
+        data_cfg(source="ag_news_csv", dir=str(ag_dir(tmp_path, {"train.csv": AG_ROWS, "test.csv": AG_ROWS})))
+    )
+    assert set(raw.frames) == {"train", "test"}
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"test.csv": '"9","t","d"\n'}, "class index '9'; expected 1..4"),
+        ({"test.csv": '"1","t"\n'}, "expected class index, title, description"),
+        ({"test.csv": '"1","",""\n'}, "empty text"),
+        ({}, "neither train.csv nor test.csv"),
+    ],
+)
+def test_ag_news_csv_bad_input_names_the_problem(tmp_path, files, message):
+    with pytest.raises(PipelineError, match=message):
+        load_raw(data_cfg(source="ag_news_csv", dir=str(ag_dir(tmp_path, files))))
+
+
+def test_missing_data_directory(tmp_path):
+    with pytest.raises(PipelineError, match=r"^data\.dir: directory .* not found"):
+        load_raw(data_cfg(source="ag_news_csv", dir=str(tmp_path / "nope")))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet", ".tsv"])
+def test_files_source_reads_every_supported_format(tmp_path, suffix):
+    frame = synthetic_frame(5).rename(columns={"text": "review", "label": "stars"})
+    path = tmp_path / f"d{suffix}"
+    {
+        ".csv": lambda: frame.to_csv(path, index=False),
+        ".tsv": lambda: frame.to_csv(path, sep="\t", index=False),
+        ".jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        ".parquet": lambda: frame.to_parquet(path),
+    }[suffix]()
+    raw = load_raw(data_cfg(source="file", path=str(path), text_column="review", label_column="stars"))
+    assert raw.frames["all"].columns.tolist() == ["text", "label"]
+    assert len(raw.frames["all"]) == 15
+
+
+def test_files_source_per_split(tmp_path):
+    for split in ("train", "test"):
+        synthetic_frame(4, seed=len(split)).to_csv(tmp_path / f"{split}.csv", index=False)
+    raw = load_raw(
+        data_cfg(source="file", train_path=str(tmp_path / "train.csv"), test_path=str(tmp_path / "test.csv"))
+    )
+    assert set(raw.frames) == {"train", "test"}
+
+
+@pytest.mark.parametrize(
+    ("frame", "kwargs", "message"),
+    [
+        (
+            pd.DataFrame({"body": ["a"], "label": ["x"]}),
+            {},
+            r"^data\.text_column: column 'text' not in .*columns: body, label",
+        ),
+        (pd.DataFrame({"text": ["a", " "], "label": ["x", "y"]}), {}, r"^data\.text_column: 1 empty text"),
+        (
+            pd.DataFrame({"text": ["a", "b"], "label": ["x", None]}),
+            {},
+            r"^data\.label_column: 1 missing label",
+        ),
+    ],
+)
+def test_files_source_bad_content(tmp_path, frame, kwargs, message):
+    path = tmp_path / "d.csv"
+    frame.to_csv(path, index=False)
+    with pytest.raises(PipelineError, match=message):
+        load_raw(data_cfg(source="file", path=str(path), **kwargs))
+
+
+def test_files_source_bad_paths(tmp_path):
+    with pytest.raises(PipelineError, match=r"^data\.path: file .* not found"):
+        load_raw(data_cfg(source="file", path=str(tmp_path / "missing.csv")))
+    (tmp_path / "d.xlsx").write_text("x")
+    with pytest.raises(PipelineError, match=r"^data\.path: unsupported file type '\.xlsx'"):
+        load_raw(data_cfg(source="file", path=str(tmp_path / "d.xlsx")))

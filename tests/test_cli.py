@@ -1,0 +1,89 @@
+"""`python -m pipeline` as a user runs it: exit codes, one-line errors, FAILED runs, nothing half-written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import Stage
+from pipeline.runner import STAGES, run_pipeline
+from tests.conftest import tiny_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def last_run(output_dir: Path):
+    mlflow.set_tracking_uri(f"sqlite:///{output_dir.resolve() / 'mlflow.db'}")
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("tests")
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])[0]
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("data.path={missing}", "data.path: file"),
+        (
+            "method.target_modules=[query,nope]",
+            "method.target_modules: ['nope'] not found in BertForSequenceClassification",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_a_failed_run(tmp_path, tiny_models, synthetic_csv, override, field):
+    out = tmp_path / "out"
+    overrides = tiny_overrides(tiny_models["bert"], synthetic_csv, out)
+    overrides.append(override.format(missing=tmp_path / "missing.csv"))
+    result = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and field in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    run = last_run(out)
+    assert run.info.status == "FAILED"
+    assert field in run.data.tags["error"]
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name not in {".hydra", "__main__.log"}]
+
+
+def test_unknown_method_fails_at_compose_time_listing_the_options(tmp_path):
+    result = run_cli("method=nope", f"paths.output_dir={tmp_path}")
+    assert result.returncode != 0
+    assert "method" in result.stderr and "lora" in result.stderr  # Hydra lists the available options
+
+
+def test_a_crash_mid_pipeline_keeps_earlier_outputs_and_leaves_no_partial_one(
+    tmp_path, tiny_models, synthetic_csv, compose_config, monkeypatch
+):
+    from pipeline.atomic import atomic_dir
+
+    def crashing_train(ctx):
+        with atomic_dir(ctx.layout.model) as partial:
+            (partial / "adapter_model.safetensors").write_bytes(b"half")
+            raise RuntimeError("simulated crash during training")
+
+    monkeypatch.setitem(STAGES, Stage.train, crashing_train)
+    out = tmp_path / "out"
+    cfg = compose_config(tiny_overrides(tiny_models["bert"], synthetic_csv, out))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_pipeline(cfg, tmp_path / "run")
+    assert (tmp_path / "run" / "tokenize" / "dataset").is_dir()
+    assert not (tmp_path / "run" / "train" / "model").exists()
+    assert not list((tmp_path / "run").rglob(".*tmp-*"))
+    assert last_run(out).info.status == "FAILED"

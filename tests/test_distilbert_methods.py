@@ -1,0 +1,28 @@
+"""Both methods on a tiny DistilBERT: full fine-tuning skips merge yet exports; LoRA merges with its head."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.runner import run_pipeline
+from tests.conftest import tiny_overrides
+
+
+@pytest.mark.parametrize(("method", "lr"), [("full", "3e-3"), ("lora", "1e-2")])
+def test_distilbert_trains_merges_and_exports(tmp_path, tiny_models, synthetic_csv, compose_config, method, lr):
+    overrides = tiny_overrides(tiny_models["distilbert"], synthetic_csv, tmp_path, kind="distilbert")
+    overrides += [
+        f"method={method}",
+        f"train.learning_rate={lr}",
+        "stages=[split,tokenize,train,evaluate,merge,export]",
+    ]
+    results = run_pipeline(compose_config(overrides), tmp_path / "run")
+    metrics = results["evaluate"].metrics()
+    assert metrics["test_accuracy"] > 0.6 and metrics["test_accuracy"] > metrics["base_test_accuracy"]
+    if method == "full":
+        assert "no adapter" in results["merge"].skipped_reason
+        assert not (tmp_path / "run" / "merge").exists()
+    else:
+        assert results["merge"].max_abs_diff < 1e-4
+    assert results["export"].max_abs_diff < 1e-4
+    assert results["export"].onnx_accuracy == pytest.approx(metrics["test_accuracy"], abs=0.03)
