@@ -73,7 +73,7 @@ class DataConfig:
     validation_fraction: float = 0.1  # of train when a test split exists, else of all rows
     test_fraction: float = 0.1  # used only when the source has no test split
     max_samples: int | None = None  # stratified cap on all rows before splitting
-    drop_cross_split_duplicates: bool = True  # drop val/test rows whose text is also in an earlier split
+    drop_cross_split_duplicates: bool = False  # True: drop val/test rows whose text is also in an earlier split
 
 
 @dataclass

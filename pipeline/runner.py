@@ -15,7 +15,7 @@ import transformers
 from omegaconf import DictConfig
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from pipeline.atomic import write_json
+from pipeline.atomic import read_json, write_json
 from pipeline.config import Stage, value
 from pipeline.context import RunContext, RunLayout
 from pipeline.errors import PipelineError
@@ -72,7 +72,10 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     method = get_method(cfg.method.name)
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
     results: dict[str, Any] = {}
-    summary: dict[str, Any] = {"stages": {}, "versions": package_versions()}
+    summary_path = run_dir / "summary.json"
+    # A rerun of some stages in an existing run directory updates their entries and keeps the others.
+    summary: dict[str, Any] = read_json(summary_path) if summary_path.exists() else {"stages": {}}
+    summary["versions"] = package_versions()
     with tracked_run(cfg, run_dir, overrides or []) as tracker:
         preflight(cfg, method)
         ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), method=method, tracker=tracker)
@@ -84,6 +87,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
             results[stage.value] = result
             summary["stages"][stage.value] = metrics
         summary["mlflow_run_id"] = tracker.run_id
-        write_json(run_dir / "summary.json", summary)
-        tracker.artifact(run_dir / "summary.json")
+        summary["mlflow_runs"] = [*summary.get("mlflow_runs", []), tracker.run_id]
+        write_json(summary_path, summary)
+        tracker.artifact(summary_path)
     return results

@@ -87,3 +87,16 @@ def test_a_crash_mid_pipeline_keeps_earlier_outputs_and_leaves_no_partial_one(
     assert not (tmp_path / "run" / "train" / "model").exists()
     assert not list((tmp_path / "run").rglob(".*tmp-*"))
     assert last_run(out).info.status == "FAILED"
+
+
+def test_an_interrupt_ends_the_run_killed_not_running(
+    tmp_path, tiny_models, synthetic_csv, compose_config, monkeypatch
+):
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(STAGES, Stage.tokenize, interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(compose_config(tiny_overrides(tiny_models["bert"], synthetic_csv, out)), tmp_path / "run")
+    assert last_run(out).info.status == "KILLED"

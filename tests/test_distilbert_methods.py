@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pipeline.runner import run_pipeline
@@ -26,3 +28,10 @@ def test_distilbert_trains_merges_and_exports(tmp_path, tiny_models, synthetic_c
         assert results["merge"].max_abs_diff < 1e-4
     assert results["export"].max_abs_diff < 1e-4
     assert results["export"].onnx_accuracy == pytest.approx(metrics["test_accuracy"], abs=0.03)
+
+    # Any stage reruns alone on an existing run directory, with identical results, keeping the others' entries.
+    rerun = run_pipeline(compose_config([*overrides, "stages=[evaluate]"]), tmp_path / "run")
+    assert rerun["evaluate"].metrics() == metrics
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert {"split", "train", "export", "evaluate"} <= set(summary["stages"])
+    assert len(summary["mlflow_runs"]) == 2
