@@ -28,6 +28,13 @@ def test_offline_overrides_win_over_the_experiment(compose_config):
     assert cfg.data.source.value == "ag_news_csv"
 
 
+def test_every_method_composes_over_the_reference_experiment(compose_config):
+    from pipeline.methods import registered_methods
+
+    for method in registered_methods():
+        assert compose_config(["+experiment=agnews_lora", f"method={method.name}"]).method.name == method.name
+
+
 @pytest.mark.parametrize(
     "override",
     [
