@@ -23,6 +23,14 @@ class Stage(str, Enum):
     export = "export"
 
 
+class CacheMode(str, Enum):
+    """on: reuse cached stage outputs; off: neither read nor write the cache; refresh: recompute and overwrite."""
+
+    on = "on"
+    off = "off"
+    refresh = "refresh"
+
+
 class DataSource(str, Enum):
     hub = "hub"
     ag_news_csv = "ag_news_csv"
@@ -165,6 +173,7 @@ class TrackingConfig:
 @dataclass
 class PathsConfig:
     output_dir: str = "outputs"
+    cache_dir: str = "outputs/cache"  # content-addressed stage outputs, shared by runs and sweep trials
 
 
 @dataclass
@@ -173,6 +182,8 @@ class Config:
 
     seed: int = 42
     stages: list[Stage] = field(default_factory=lambda: list(Stage))
+    cache: CacheMode = CacheMode.on
+    resume: bool = False  # continue training from the run directory's last checkpoint
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = MISSING

@@ -11,6 +11,7 @@ from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from pipeline.atomic import read_json
+from pipeline.cache import StageCache
 from pipeline.errors import PipelineError
 from pipeline.methods import Method
 from pipeline.models import load_classifier
@@ -44,6 +45,14 @@ class RunLayout:
         return self.train / "checkpoints"
 
     @property
+    def base_explore(self) -> Path:  # base-model embeddings + UMAP (cached: depends on no training)
+        return self.root / "explore_base"
+
+    @property
+    def base_evaluate(self) -> Path:  # base-model test logits + metrics (cached)
+        return self.root / "evaluate_base"
+
+    @property
     def explore(self) -> Path:
         return self.root / "explore"
 
@@ -72,6 +81,7 @@ class RunContext:
     layout: RunLayout
     method: Method
     tracker: Tracker
+    cache: StageCache
 
     def require(self, path: Path, producer: str) -> Path:
         """`path` if a previous stage wrote it, else a PipelineError saying which stage to run."""

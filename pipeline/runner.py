@@ -16,7 +16,8 @@ from omegaconf import DictConfig
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from pipeline.atomic import read_json, write_json
-from pipeline.config import Stage, value
+from pipeline.cache import StageCache
+from pipeline.config import CacheMode, Stage, value
 from pipeline.context import RunContext, RunLayout
 from pipeline.errors import PipelineError
 from pipeline.methods import Method, get_method
@@ -78,7 +79,8 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     summary["versions"] = package_versions()
     with tracked_run(cfg, run_dir, overrides or []) as tracker:
         preflight(cfg, method)
-        ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), method=method, tracker=tracker)
+        cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), CacheMode(value(cfg.cache)))
+        ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), method=method, tracker=tracker, cache=cache)
         for stage in selected:
             start = time.perf_counter()
             result = STAGES[stage](ctx)

@@ -31,7 +31,8 @@ def test_distilbert_trains_merges_and_exports(tmp_path, tiny_models, synthetic_c
 
     # Any stage reruns alone on an existing run directory, with identical results, keeping the others' entries.
     rerun = run_pipeline(compose_config([*overrides, "stages=[evaluate]"]), tmp_path / "run")
-    assert rerun["evaluate"].metrics() == metrics
+    assert {**rerun["evaluate"].metrics(), "cache_hit": 0.0} == metrics
+    assert rerun["evaluate"].cache_hit  # the base model's scores come from the stage cache the second time
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert {"split", "train", "export", "evaluate"} <= set(summary["stages"])
     assert len(summary["mlflow_runs"]) == 2

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 
-from pipeline.atomic import atomic_dir, write_json
+from pipeline.atomic import atomic_dir, read_json, write_json
 from pipeline.context import RunContext
+from pipeline.fingerprints import base_model_key
 from pipeline.inference import predict_logits
 from pipeline.metrics import classification_metrics, scalar_metrics
 
@@ -19,25 +21,32 @@ from pipeline.metrics import classification_metrics, scalar_metrics
 class EvaluateResult:
     base: dict[str, Any]  # the pretrained encoder with an untrained head: the "before"
     trained: dict[str, Any] | None  # None when no train stage output exists
+    cache_hit: bool  # whether the base model's scores came from the stage cache
 
     def metrics(self) -> dict[str, float]:
         out = {f"base_test_{k}": v for k, v in scalar_metrics(self.base).items()}
         if self.trained is not None:
             out.update({f"test_{k}": v for k, v in scalar_metrics(self.trained).items()})
+        out["cache_hit"] = float(self.cache_hit)
         return out
+
+
+def build_base(ctx: RunContext, test: Dataset, out: Path) -> None:
+    """Base-model test logits and metrics: independent of training, so cached across runs."""
+    logits = predict_logits(ctx.base_model(), test, ctx.tokenizer, ctx.cfg.stage.evaluate.batch_size)
+    np.save(out / "test_logits.npy", logits)
+    write_json(out / "metrics.json", classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels))
 
 
 def run(ctx: RunContext) -> EvaluateResult:
     test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
-    batch = ctx.cfg.stage.evaluate.batch_size
-    references = np.asarray(test["labels"])
-    base_logits = predict_logits(ctx.base_model(), test, ctx.tokenizer, batch)
-    base = classification_metrics(base_logits.argmax(-1), references, ctx.labels)
-    trained, logits = None, base_logits
+    key = base_model_key(ctx.cfg, ctx.cfg.stage.evaluate)
+    hit = ctx.cache.materialise("evaluate_base", key, ctx.layout.base_evaluate, lambda out: build_base(ctx, test, out))
+    base = read_json(ctx.layout.base_evaluate / "metrics.json")
+    trained, logits = None, np.load(ctx.layout.base_evaluate / "test_logits.npy")
     if ctx.layout.model.exists():
-        logits = predict_logits(ctx.trained_model(), test, ctx.tokenizer, batch)
-        trained = classification_metrics(logits.argmax(-1), references, ctx.labels)
-    result = EvaluateResult(base=base, trained=trained)
+        logits = predict_logits(ctx.trained_model(), test, ctx.tokenizer, ctx.cfg.stage.evaluate.batch_size)
+        trained = classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels)
     with atomic_dir(ctx.layout.evaluate) as out:
         np.save(out / "test_logits.npy", logits)
         write_json(out / "metrics.json", {"base": base, "trained": trained})
@@ -47,4 +56,4 @@ def run(ctx: RunContext) -> EvaluateResult:
         per_class.to_csv(out / "per_class.csv", index=False)
     ctx.tracker.artifact(ctx.layout.evaluate / "metrics.json", "evaluate")
     ctx.tracker.artifact(ctx.layout.evaluate / "per_class.csv", "evaluate")
-    return result
+    return EvaluateResult(base=base, trained=trained, cache_hit=hit)

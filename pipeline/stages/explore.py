@@ -13,21 +13,24 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from datasets import load_from_disk  # noqa: E402
+from datasets import Dataset, load_from_disk  # noqa: E402
 from sklearn.metrics import silhouette_score  # noqa: E402
+from torch import nn  # noqa: E402
 
 from pipeline.atomic import atomic_dir  # noqa: E402
 from pipeline.config import value  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
+from pipeline.fingerprints import base_model_key  # noqa: E402
 from pipeline.inference import embed  # noqa: E402
 
 
 @dataclass
 class ExploreResult:
     silhouette: dict[str, float]  # class separation of the embeddings, per model ("base", "trained")
+    cache_hit: bool  # whether the base model's embeddings and projection came from the stage cache
 
     def metrics(self) -> dict[str, float]:
-        return {f"{name}_silhouette": v for name, v in self.silhouette.items()}
+        return {**{f"{name}_silhouette": v for name, v in self.silhouette.items()}, "cache_hit": float(self.cache_hit)}
 
 
 def project(embeddings: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
@@ -65,25 +68,37 @@ def plot_panels(points: dict[str, np.ndarray], labels: np.ndarray, names: list[s
     plt.close(fig)
 
 
-def run(ctx: RunContext) -> ExploreResult:
+def embed_and_project(ctx: RunContext, model: nn.Module, sample: Dataset) -> tuple[np.ndarray, np.ndarray]:
     cfg = ctx.cfg.stage.explore
+    embeddings = embed(model, sample, ctx.tokenizer, cfg.batch_size, value(cfg.pooling))
+    return embeddings, project(embeddings, cfg.n_neighbors, cfg.min_dist, ctx.cfg.seed)
+
+
+def build_base(ctx: RunContext, sample: Dataset, out: Path) -> None:
+    """Base-model embeddings and their UMAP projection: independent of training, so cached across runs."""
+    embeddings, points = embed_and_project(ctx, ctx.base_model(), sample)
+    np.save(out / "embeddings.npy", embeddings)
+    np.save(out / "umap.npy", points)
+
+
+def run(ctx: RunContext) -> ExploreResult:
     validation = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["validation"]
-    sample = validation.shuffle(seed=ctx.cfg.seed).select(range(min(cfg.n_samples, len(validation))))
+    n = min(ctx.cfg.stage.explore.n_samples, len(validation))
+    sample = validation.shuffle(seed=ctx.cfg.seed).select(range(n))
     labels = np.asarray(sample["labels"])
-    models = {"base": ctx.base_model}
+    key = base_model_key(ctx.cfg, ctx.cfg.stage.explore)
+    hit = ctx.cache.materialise("explore_base", key, ctx.layout.base_explore, lambda out: build_base(ctx, sample, out))
+    embeddings = {"base": np.load(ctx.layout.base_explore / "embeddings.npy")}
+    points = {"base": np.load(ctx.layout.base_explore / "umap.npy")}
     if ctx.layout.model.exists():
-        models["trained"] = ctx.trained_model
-    points, silhouette, embeddings = {}, {}, {}
-    for name, build in models.items():
-        emb = embed(build(), sample, ctx.tokenizer, cfg.batch_size, value(cfg.pooling))
-        embeddings[name] = emb
-        points[name] = project(emb, cfg.n_neighbors, cfg.min_dist, ctx.cfg.seed)
-        if len(set(labels.tolist())) > 1:
-            silhouette[name] = float(silhouette_score(emb, labels))
+        embeddings["trained"], points["trained"] = embed_and_project(ctx, ctx.trained_model(), sample)
+    silhouette = {}
+    if len(set(labels.tolist())) > 1:
+        silhouette = {name: float(silhouette_score(emb, labels)) for name, emb in embeddings.items()}
     with atomic_dir(ctx.layout.explore) as out:
         np.savez_compressed(
             out / "embeddings.npz", labels=labels, **embeddings, **{f"{k}_umap": v for k, v in points.items()}
         )
         plot_panels(points, labels, ctx.labels, out / "umap_hexbin.png")
     ctx.tracker.artifact(ctx.layout.explore / "umap_hexbin.png", "explore")
-    return ExploreResult(silhouette=silhouette)
+    return ExploreResult(silhouette=silhouette, cache_hit=hit)

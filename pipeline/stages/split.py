@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,11 @@ import pandas as pd
 from datasets import Dataset, DatasetDict
 from sklearn.model_selection import train_test_split
 
-from pipeline.atomic import atomic_dir, write_json
+from pipeline.atomic import read_json, write_json
 from pipeline.context import RunContext
 from pipeline.data import LABEL, SPLITS, TEXT, RawData, load_raw
 from pipeline.errors import PipelineError
+from pipeline.fingerprints import digest, split_key
 
 
 @dataclass
@@ -23,9 +25,12 @@ class SplitResult:
     class_counts: dict[str, dict[str, int]]
     duplicates: dict[str, int]  # cross-split exact duplicates found (before any drop)
     dropped: int
+    index_sha256: dict[str, str]  # per split, SHA-256 of its (origin, source_row) list
+    cache_hit: bool
 
     def metrics(self) -> dict[str, float]:
         out = {f"{split}_size": float(n) for split, n in self.sizes.items()}
+        out["cache_hit"] = float(self.cache_hit)
         out.update({f"duplicates_{k}": float(v) for k, v in self.duplicates.items()})
         out["duplicates_dropped"] = float(self.dropped)
         return out
@@ -119,41 +124,50 @@ def find_duplicates(splits: dict[str, pd.DataFrame], drop: bool) -> tuple[dict[s
     return splits, counts, dropped
 
 
-def run(ctx: RunContext) -> SplitResult:
-    cfg = ctx.cfg
+def build(cfg: Any, out: Path) -> None:
+    """Load, split and check the data; write the DatasetDict, labels.json and report.json into `out`."""
     raw = load_raw(cfg.data)
     labels = label_list(raw)
     splits = make_splits(raw, labels, cfg.data, cfg.seed)
     splits, duplicates, dropped = find_duplicates(splits, cfg.data.drop_cross_split_duplicates)
-    counts = {s: dict(Counter(labels[i] for i in splits[s]["label_id"])) for s in SPLITS}
     for split, frame in splits.items():
         if frame.empty:
             raise PipelineError(f"data: the {split} split is empty; use more rows or larger fractions")
-    result = SplitResult(
-        sizes={s: len(splits[s]) for s in SPLITS}, class_counts=counts, duplicates=duplicates, dropped=dropped
+    index_sha256 = {s: digest(splits[s][["origin", "source_row"]].values.tolist()) for s in SPLITS}
+    DatasetDict(
+        {
+            s: Dataset.from_pandas(
+                frame[[TEXT, "label_id", "origin", "source_row"]].rename(columns={"label_id": LABEL}),
+                preserve_index=False,
+            )
+            for s, frame in splits.items()
+        }
+    ).save_to_disk(str(out / "dataset"))
+    write_json(out / "labels.json", labels)
+    write_json(
+        out / "report.json",
+        {
+            "sizes": {s: len(splits[s]) for s in SPLITS},
+            "class_counts": {s: dict(Counter(labels[i] for i in splits[s]["label_id"])) for s in SPLITS},
+            "duplicates": duplicates,
+            "dropped": dropped,
+            "index_sha256": index_sha256,
+            "files": [str(f) for f in raw.files],
+        },
     )
-    with atomic_dir(ctx.layout.split) as out:
-        DatasetDict(
-            {
-                s: Dataset.from_pandas(
-                    frame[[TEXT, "label_id", "origin", "source_row"]].rename(columns={"label_id": LABEL}),
-                    preserve_index=False,
-                )
-                for s, frame in splits.items()
-            }
-        ).save_to_disk(str(out / "dataset"))
-        write_json(out / "labels.json", labels)
-        write_json(
-            out / "report.json",
-            {
-                "sizes": result.sizes,
-                "class_counts": counts,
-                "duplicates": duplicates,
-                "dropped": dropped,
-                "files": [str(f) for f in raw.files],
-            },
-        )
-    ctx.tracker.params({"data.labels": labels, "data.files": [str(f) for f in raw.files]})
+
+
+def run(ctx: RunContext) -> SplitResult:
+    hit = ctx.cache.materialise("split", split_key(ctx.cfg), ctx.layout.split, lambda out: build(ctx.cfg, out))
+    report = read_json(ctx.layout.split / "report.json")
+    ctx.tracker.params({"data.labels": ctx.labels, "data.files": report["files"]})
     ctx.tracker.artifact(ctx.layout.split / "report.json", "split")
     ctx.tracker.artifact(ctx.layout.split / "labels.json", "split")
-    return result
+    return SplitResult(
+        sizes=report["sizes"],
+        class_counts=report["class_counts"],
+        duplicates=report["duplicates"],
+        dropped=report["dropped"],
+        index_sha256=report["index_sha256"],
+        cache_hit=hit,
+    )

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from datasets import load_from_disk
 
-from pipeline.atomic import atomic_dir, write_json
+from pipeline.atomic import read_json, write_json
 from pipeline.context import RunContext
+from pipeline.fingerprints import tokenize_key
 from pipeline.models import load_tokenizer
 
 
 @dataclass
 class TokenizeResult:
     length_stats: dict[str, float]  # untruncated token lengths over all splits
+    cache_hit: bool
 
     def metrics(self) -> dict[str, float]:
-        return {f"tokens_{k}": v for k, v in self.length_stats.items()}
+        return {**{f"tokens_{k}": v for k, v in self.length_stats.items()}, "cache_hit": float(self.cache_hit)}
 
 
-def run(ctx: RunContext) -> TokenizeResult:
+def build(ctx: RunContext, out: Path) -> None:
+    """Tokenize every split into `out/dataset`, with the tokenizer and length statistics beside it."""
     max_length = ctx.cfg.model.max_length
     tokenizer = load_tokenizer(ctx.cfg.model)
     splits = load_from_disk(str(ctx.require(ctx.layout.split / "dataset", "split")))
@@ -35,15 +39,21 @@ def run(ctx: RunContext) -> TokenizeResult:
         encode, batched=True, remove_columns=splits["train"].column_names, load_from_cache_file=False
     )
     lengths = np.asarray(full_lengths)
-    stats = {
-        "mean": float(lengths.mean()),
-        "p50": float(np.percentile(lengths, 50)),
-        "p95": float(np.percentile(lengths, 95)),
-        "max": float(lengths.max()),
-        "truncated_pct": float(100.0 * (lengths > max_length).mean()),
-    }
-    with atomic_dir(ctx.layout.tokenized) as out:
-        tokenized.save_to_disk(str(out / "dataset"))
-        tokenizer.save_pretrained(str(out / "tokenizer"))
-        write_json(out / "stats.json", stats)
-    return TokenizeResult(length_stats=stats)
+    tokenized.save_to_disk(str(out / "dataset"))
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    write_json(
+        out / "stats.json",
+        {
+            "mean": float(lengths.mean()),
+            "p50": float(np.percentile(lengths, 50)),
+            "p95": float(np.percentile(lengths, 95)),
+            "max": float(lengths.max()),
+            "truncated_pct": float(100.0 * (lengths > max_length).mean()),
+        },
+    )
+
+
+def run(ctx: RunContext) -> TokenizeResult:
+    ctx.require(ctx.layout.split / "dataset", "split")
+    hit = ctx.cache.materialise("tokenize", tokenize_key(ctx.cfg), ctx.layout.tokenized, lambda out: build(ctx, out))
+    return TokenizeResult(length_stats=read_json(ctx.layout.tokenized / "stats.json"), cache_hit=hit)
