@@ -117,6 +117,7 @@ class TrainConfig:
     sampling: Sampling = Sampling.group_by_length
     precision: Precision = Precision.auto
     dataloader_num_workers: int = 0
+    deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat bit for bit regardless
 
 
 @dataclass

@@ -20,6 +20,7 @@ from pipeline.cache import StageCache
 from pipeline.config import CacheMode, Stage, value
 from pipeline.context import RunContext, RunLayout
 from pipeline.errors import PipelineError
+from pipeline.manifest import build_manifest
 from pipeline.methods import Method, get_method
 from pipeline.models import resolve_model_path
 from pipeline.stages import errors, evaluate, explore, export, merge, split, tokenize, train
@@ -76,8 +77,13 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     summary_path = run_dir / "summary.json"
     # A rerun of some stages in an existing run directory updates their entries and keeps the others.
     summary: dict[str, Any] = read_json(summary_path) if summary_path.exists() else {"stages": {}}
-    summary["versions"] = package_versions()
+    summary["versions"] = package_versions()  # the headline ones; manifest.json lists every package
     with tracked_run(cfg, run_dir, overrides or []) as tracker:
+        manifest = build_manifest(cfg, overrides or [])
+        manifest_path = run_dir / "manifest.json"
+        write_json(manifest_path, manifest)
+        tracker.tags({"git_dirty": manifest["git"]["dirty"]})
+        tracker.artifact(manifest_path)
         preflight(cfg, method)
         cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), CacheMode(value(cfg.cache)))
         ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), method=method, tracker=tracker, cache=cache)
@@ -88,6 +94,10 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
             tracker.metrics(f"{stage.value}/", metrics)
             results[stage.value] = result
             summary["stages"][stage.value] = metrics
+            if stage == Stage.split:  # the exact rows of each split, for comparing runs
+                manifest["splits_index_sha256"] = result.index_sha256
+                write_json(manifest_path, manifest)
+                tracker.artifact(manifest_path)
         summary["mlflow_run_id"] = tracker.run_id
         summary["mlflow_runs"] = [*summary.get("mlflow_runs", []), tracker.run_id]
         write_json(summary_path, summary)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.data
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
@@ -58,6 +59,10 @@ class Tracker:
 
     def tags(self, values: Mapping[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in values.items()})
+
+    def dataset(self, frame: Any, name: str, source: str, context: str) -> None:
+        """Record a split as an MLflow dataset input (name, digest, schema, source) of this run."""
+        mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=name, targets="label"), context=context)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,7 +60,9 @@ def test_bad_input_exits_2_with_one_line_and_a_failed_run(tmp_path, tiny_models,
     run = last_run(out)
     assert run.info.status == "FAILED"
     assert field in run.data.tags["error"]
-    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name not in {".hydra", "__main__.log"}]
+    # Only complete files: Hydra's config and log, and the manifest (written atomically before any stage).
+    assert {p.name for p in (tmp_path / "run").iterdir()} <= {".hydra", "__main__.log", "manifest.json"}
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["git"]
 
 
 def test_unknown_method_fails_at_compose_time_listing_the_options(tmp_path):

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, load_from_disk
 from sklearn.model_selection import train_test_split
 
 from pipeline.atomic import read_json, write_json
@@ -162,6 +162,11 @@ def run(ctx: RunContext) -> SplitResult:
     report = read_json(ctx.layout.split / "report.json")
     ctx.tracker.params({"data.labels": ctx.labels, "data.files": report["files"]})
     ctx.tracker.artifact(ctx.layout.split / "report.json", "split")
+    source = ctx.cfg.data.name or ctx.cfg.data.dir or ctx.cfg.data.path or ctx.cfg.data.train_path
+    dataset = load_from_disk(str(ctx.layout.split / "dataset"))
+    for split in SPLITS:
+        frame = dataset[split].to_pandas()[[TEXT, LABEL]]
+        ctx.tracker.dataset(frame, name=f"{ctx.cfg.tracking.experiment}-{split}", source=str(source), context=split)
     ctx.tracker.artifact(ctx.layout.split / "labels.json", "split")
     return SplitResult(
         sizes=report["sizes"],

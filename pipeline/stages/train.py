@@ -9,8 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
+from torch.utils.data import Sampler
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import EvalPrediction
 
 from pipeline.atomic import atomic_dir, write_json
@@ -42,6 +44,37 @@ class TrainResult:
         if self.best_metric is not None:
             out["best_val_metric"] = self.best_metric
         return out
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped batches whose order is drawn from `seed + epoch`.
+
+    Written here because transformers' LengthGroupedSampler draws from the global RNG, whose state after
+    a resume differs from an uninterrupted run, so a resumed run would see other batches.
+    """
+
+    def __init__(self, batch_size: int, dataset: Dataset, lengths: list[int] | None, seed: int) -> None:
+        super().__init__(batch_size, dataset=dataset, lengths=lengths, model_input_name="input_ids")
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class PipelineTrainer(Trainer):
+    """The Trainer, with a length-grouped sampler that resumes to the same batch order."""
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, Dataset):
+            return super()._get_train_sampler(train_dataset)
+        # The Trainer strips unused columns before this call; the tokenize stage's lengths are on the original.
+        original = self.train_dataset
+        has_lengths = isinstance(original, Dataset) and "length" in original.column_names
+        lengths = original["length"] if has_lengths and len(original) == len(dataset) else None
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return SeededLengthGroupedSampler(batch, dataset, lengths, seed=self.args.data_seed)
 
 
 class MlflowStepLogger(TrainerCallback):
@@ -105,6 +138,7 @@ def training_arguments(ctx: RunContext) -> TrainingArguments:
         dataloader_num_workers=t.dataloader_num_workers,
         seed=ctx.cfg.seed,
         data_seed=ctx.cfg.seed,
+        full_determinism=t.deterministic,
         report_to="none",
         disable_tqdm=True,
         **precision_flags(value(t.precision)),
@@ -122,7 +156,7 @@ def run(ctx: RunContext) -> TrainResult:
     validation = data["validation"]
     if cfg.train.eval_max_samples and len(validation) > cfg.train.eval_max_samples:
         validation = validation.shuffle(seed=cfg.seed).select(range(cfg.train.eval_max_samples))
-    trainer = Trainer(
+    trainer = PipelineTrainer(
         model=model,
         args=training_arguments(ctx),
         train_dataset=data["train"],
@@ -132,8 +166,11 @@ def run(ctx: RunContext) -> TrainResult:
         compute_metrics=compute_metrics_fn(ctx.labels),
         callbacks=[MlflowStepLogger(ctx.tracker)],
     )
+    checkpoints = sorted(ctx.layout.checkpoints.glob("checkpoint-*")) if ctx.layout.checkpoints.is_dir() else []
+    resume_from = bool(cfg.resume and checkpoints)  # the Trainer restores weights, optimizer, scheduler and RNGs
+    ctx.tracker.tags({"resumed_from_checkpoint": resume_from})
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if resume_from else None)
     wall = time.perf_counter() - start
     state = trainer.state
     eval_s = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)

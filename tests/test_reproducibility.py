@@ -1,0 +1,114 @@
+"""Reproducible by construction: determinism, stage cache, manifest, reproduce from a run id, resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+from transformers import Trainer
+
+from pipeline.reproduce import reproduce
+from pipeline.runner import run_pipeline
+from tests.conftest import tiny_overrides
+
+STAGES = "stages=[split,tokenize,train,evaluate]"
+
+
+def scores(results) -> dict[str, float]:
+    return {k: v for k, v in results["evaluate"].metrics().items() if k != "cache_hit"}
+
+
+def client_for(output_dir: Path) -> MlflowClient:
+    mlflow.set_tracking_uri(f"sqlite:///{output_dir.resolve() / 'mlflow.db'}")
+    return MlflowClient()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny_models, synthetic_csv, compose_config):
+    out = tmp_path_factory.mktemp("repro")
+    overrides = [*tiny_overrides(tiny_models["bert"], synthetic_csv, out), STAGES]
+    return overrides, out, run_pipeline(compose_config(overrides), out / "a")
+
+
+def test_same_config_and_seed_give_identical_splits_and_metrics(reference, compose_config):
+    overrides, out, first = reference
+    second = run_pipeline(compose_config([*overrides, "cache=off"]), out / "b")
+    assert second["split"].index_sha256 == first["split"].index_sha256
+    assert scores(second) == scores(first)  # equality, not closeness: CPU runs repeat bit for bit
+    assert second["train"].best_metric == first["train"].best_metric
+
+
+def test_cache_hits_only_what_did_not_change(tmp_path, tiny_models, synthetic_csv, compose_config):
+    data = tmp_path / "data.csv"
+    shutil.copy(synthetic_csv, data)
+    base = [*tiny_overrides(tiny_models["bert"], data, tmp_path), "stages=[split,tokenize,evaluate]"]
+
+    def hits(*extra: str) -> tuple[bool, bool, bool]:
+        results = run_pipeline(compose_config([*base, *extra]), tmp_path / f"run{len(list(tmp_path.glob('run*')))}")
+        return results["split"].cache_hit, results["tokenize"].cache_hit, results["evaluate"].cache_hit
+
+    assert hits() == (False, False, False)
+    assert hits("train.learning_rate=1e-4", "stage.errors.top_k=5") == (True, True, True)
+    assert hits("model.max_length=24") == (True, False, False)
+    assert hits("seed=7") == (False, False, False)
+    assert hits("cache=refresh") == (False, False, False)
+    assert hits() == (True, True, True)
+    with data.open("a") as fh:
+        fh.write("the apple of the banana,alpha\n")
+    assert hits() == (False, False, False)
+    assert hits("cache=off", f"paths.cache_dir={tmp_path / 'unused'}") == (False, False, False)
+    assert not (tmp_path / "unused").exists()
+    assert not list((tmp_path / "cache").rglob(".*tmp-*"))
+
+
+def test_manifest_records_code_inputs_machine_and_splits(reference, synthetic_csv):
+    _, out, results = reference
+    manifest = json.loads((out / "a" / "manifest.json").read_text())
+    assert len(manifest["git"]["commit"]) == 40 and isinstance(manifest["git"]["dirty"], bool)
+    assert manifest["packages"]["torch"].startswith("2.") and "transformers" in manifest["packages"]
+    assert manifest["hardware"]["cores"] >= 1 and manifest["hardware"]["cpu"]
+    expected = hashlib.sha256(Path(synthetic_csv).read_bytes()).hexdigest()
+    assert list(manifest["data"]["files_sha256"].values()) == [expected]
+    assert manifest["splits_index_sha256"] == results["split"].index_sha256
+    assert "cudnn_deterministic" in manifest["determinism"]
+    run = client_for(out).get_run(json.loads((out / "a" / "summary.json").read_text())["mlflow_run_id"])
+    contexts = {tag.value for d in run.inputs.dataset_inputs for tag in d.tags if tag.key == "mlflow.data.context"}
+    assert contexts == {"train", "validation", "test"}
+    assert run.data.tags["git_dirty"] in {"True", "False"}
+
+
+def test_reproduce_from_run_id_gives_the_same_metrics(reference):
+    _, out, first = reference
+    run_id = json.loads((out / "a" / "summary.json").read_text())["mlflow_run_id"]
+    run_dir = reproduce(run_id, [], resume=False, tracking_uri=f"sqlite:///{out.resolve() / 'mlflow.db'}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rerun = {k: v for k, v in summary["stages"]["evaluate"].items() if k not in {"cache_hit", "wall_s"}}
+    assert rerun == scores(first)
+    assert client_for(out).get_run(summary["mlflow_run_id"]).data.params["seed"] == "42"
+
+
+def test_interrupted_training_is_killed_then_resumes_to_the_same_metrics(reference, compose_config, monkeypatch):
+    overrides, out, first = reference
+    original_step = Trainer.training_step
+
+    def interrupt_at_50(self, *args, **kwargs):
+        if self.state.global_step == 50:
+            raise KeyboardInterrupt  # what Ctrl-C (or SIGTERM, via our handler) raises mid-training
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", interrupt_at_50)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(compose_config(overrides), out / "c")
+    killed = client_for(out).search_runs(
+        [client_for(out).get_experiment_by_name("tests").experiment_id], order_by=["attributes.start_time DESC"]
+    )[0]
+    assert killed.info.status == "KILLED"
+    assert (out / "c" / "train" / "checkpoints" / "checkpoint-40").is_dir()
+    monkeypatch.setattr(Trainer, "training_step", original_step)
+    resumed = run_pipeline(compose_config([*overrides, "resume=true"]), out / "c")
+    assert scores(resumed) == scores(first)
