@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 OUTPUT ?= outputs
 PORT   ?= 5000
 
-.PHONY: setup test test-slow ui lint format clean
+.PHONY: setup test test-slow ui lint format clean clean-cache bench
 
 setup: $(VENV)/.installed
 
@@ -29,12 +29,20 @@ ui: setup
 	  --default-artifact-root $(abspath $(OUTPUT))/mlartifacts --host 127.0.0.1 --port $(PORT)
 
 lint: setup
-	$(VENV)/bin/ruff check pipeline tests
-	$(VENV)/bin/ruff format --check pipeline tests
+	$(VENV)/bin/ruff check pipeline tests benchmarks
+	$(VENV)/bin/ruff format --check pipeline tests benchmarks
 
 format: setup
-	$(VENV)/bin/ruff check --fix pipeline tests
-	$(VENV)/bin/ruff format pipeline tests
+	$(VENV)/bin/ruff check --fix pipeline tests benchmarks
+	$(VENV)/bin/ruff format pipeline tests benchmarks
 
 clean:
 	rm -rf $(OUTPUT)/runs $(OUTPUT)/multiruns
+
+clean-cache:
+	rm -rf $(OUTPUT)/cache
+
+# Benchmarks print and save ratios measured in one run (benchmarks/results/); not part of `make test`.
+bench: setup
+	$(PY) benchmarks/suite.py
+	$(PY) benchmarks/cache_benefit.py

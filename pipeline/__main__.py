@@ -24,8 +24,14 @@ register_configs()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        run_pipeline(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        run_pipeline(cfg, run_dir, list(hydra_cfg.overrides.task))
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (turned into one by the tracker)
+        print(
+            f"interrupted: MLflow run marked KILLED; continue with resume=true hydra.run.dir={run_dir}", file=sys.stderr
+        )
+        sys.exit(130)
     except PipelineError as exc:
         log.error("%s", exc)
         if hydra_cfg.mode == RunMode.MULTIRUN:

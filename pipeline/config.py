@@ -57,6 +57,11 @@ class BestMetric(str, Enum):
     loss = "loss"
 
 
+class Padding(str, Enum):
+    dynamic = "dynamic"  # each batch padded to its own longest row
+    max_length = "max_length"  # every row padded to model.max_length (the notebook way; for comparison)
+
+
 class Precision(str, Enum):
     auto = "auto"  # bf16 on a CUDA device that supports it, else fp32
     fp32 = "fp32"
@@ -115,6 +120,7 @@ class TrainConfig:
     logging_steps: int = 25
     save_total_limit: int = 2
     sampling: Sampling = Sampling.group_by_length
+    padding: Padding = Padding.dynamic
     precision: Precision = Precision.auto
     dataloader_num_workers: int = 0
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat bit for bit regardless
@@ -151,6 +157,7 @@ class ExportConfig:
     atol: float = 1e-4  # max |onnx - pytorch| logit difference tolerated
     n_parity_samples: int = 32
     batch_size: int = 32
+    int8: bool = True  # also write model.int8.onnx (dynamic int8 weights) and report its accuracy
 
 
 @dataclass
@@ -169,6 +176,8 @@ class TrackingConfig:
     uri: str | None = None  # None: sqlite store under paths.output_dir
     experiment: str = "default"
     run_name: str | None = None
+    register: bool = False  # register the exported model in the MLflow model registry
+    model_name: str | None = None  # registry name; default: the experiment name
 
 
 @dataclass

@@ -27,17 +27,27 @@ def padded_batches(
         yield collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
 
 
+def length_order(dataset: Dataset) -> np.ndarray:
+    """Row order by token count, so each padded batch holds similar lengths (far less padding)."""
+    return np.argsort([len(ids) for ids in dataset["input_ids"]], kind="stable")
+
+
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module, dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int
 ) -> np.ndarray:
-    """Logits (n_rows, n_labels) as float32 numpy, in dataset order."""
+    """Logits (n_rows, n_labels) as float32 numpy, in dataset order (computed in length order)."""
     model.eval().to(device())
+    order = length_order(dataset)
     out = [
         model(**{k: v.to(device()) for k, v in batch.items()}).logits.float().cpu().numpy()
-        for batch in padded_batches(dataset, tokenizer, batch_size)
+        for batch in padded_batches(dataset.select(order), tokenizer, batch_size)
     ]
-    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    logits = np.empty_like(np.concatenate(out))
+    logits[order] = np.concatenate(out)
+    return logits
 
 
 @torch.inference_mode()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -103,3 +105,31 @@ def test_an_interrupt_ends_the_run_killed_not_running(
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(compose_config(tiny_overrides(tiny_models["bert"], synthetic_csv, out)), tmp_path / "run")
     assert last_run(out).info.status == "KILLED"
+
+
+def test_sigterm_during_training_marks_killed_and_keeps_the_checkpoint(tmp_path, tiny_models, synthetic_csv):
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    overrides = [
+        *tiny_overrides(tiny_models["bert"], synthetic_csv, out),
+        "train.max_steps=5000",
+        "train.eval_steps=10",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list((run_dir / "train" / "checkpoints").glob("checkpoint-*")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "resume=true" in stderr
+    assert last_run(out).info.status == "KILLED"
+    assert list((run_dir / "train" / "checkpoints").glob("checkpoint-*"))
+    assert not (run_dir / "train" / "model").exists()

@@ -25,16 +25,16 @@ def test_mlflow_run_finished_with_metrics_and_artifacts(lora_run):
         "evaluate/base_test_accuracy",
         "errors/n_errors",
         "merge/max_abs_logit_diff",
-        "export/onnx_test_accuracy",
+        "export/fp32_test_accuracy",
+        "export/int8_test_accuracy",
         "explore/trained_silhouette",
     ]:
         assert key in run.data.metrics, key
     assert run.data.tags["method"] == "lora"
     assert run.data.params["method.r"] == "16"
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}
-    assert {"config", "model", "onnx", "evaluate", "errors", "explore", "split", "summary.json"} <= artifacts
-    onnx = {Path(a.path).name for a in MlflowClient().list_artifacts(run.info.run_id, "onnx")}
-    assert "model.onnx" in onnx
+    assert {"config", "model", "evaluate", "errors", "explore", "split", "summary.json", "manifest.json"} <= artifacts
+    assert run.data.tags["model_uri"].startswith("models:/")
 
 
 def test_tiny_model_beats_chance_and_its_untrained_self(lora_run):
@@ -47,8 +47,10 @@ def test_tiny_model_beats_chance_and_its_untrained_self(lora_run):
 def test_merge_and_onnx_parity_within_tolerance(lora_run):
     cfg, _, results = lora_run
     assert results["merge"].max_abs_diff <= cfg.stage.merge.atol
-    assert results["export"].max_abs_diff <= cfg.stage.export.atol
-    assert results["export"].onnx_accuracy == pytest.approx(results["evaluate"].metrics()["test_accuracy"], abs=0.02)
+    fp32, int8 = results["export"].variants["fp32"], results["export"].variants["int8"]
+    assert fp32["max_abs_logit_diff"] <= cfg.stage.export.atol
+    assert fp32["test_accuracy"] == pytest.approx(results["evaluate"].metrics()["test_accuracy"], abs=0.02)
+    assert int8["size_mb"] < fp32["size_mb"]
 
 
 def test_run_directory_holds_every_stage_output(lora_run):

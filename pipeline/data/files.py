@@ -19,6 +19,18 @@ _READERS = {
 }
 
 
+def read_table(path: Path, field_name: str) -> pd.DataFrame:
+    """Read a CSV/TSV/JSONL/Parquet file; errors name `field_name` (the config key or CLI argument)."""
+    require_file(path, field_name, "a .csv, .tsv, .jsonl or .parquet file")
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise PipelineError(f"{field_name}: unsupported file type {path.suffix!r}; expected one of {sorted(_READERS)}")
+    try:
+        return reader(path)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise PipelineError(f"{field_name}: cannot read {path} ({str(exc).splitlines()[0]})") from exc
+
+
 def load(data_cfg: Any) -> RawData:
     per_split = {s: getattr(data_cfg, f"{s}_path") for s in SPLITS if getattr(data_cfg, f"{s}_path")}
     if data_cfg.path and per_split:
@@ -34,16 +46,7 @@ def load(data_cfg: Any) -> RawData:
     columns = {"text_column": data_cfg.text_column, "label_column": data_cfg.label_column}
     frames, files = {}, []
     for split, (field_name, raw_path) in sources.items():
-        path = require_file(Path(raw_path).expanduser(), field_name, "a .csv, .tsv, .jsonl or .parquet file")
-        reader = _READERS.get(path.suffix.lower())
-        if reader is None:
-            raise PipelineError(
-                f"{field_name}: unsupported file type {path.suffix!r}; expected one of {sorted(_READERS)}"
-            )
-        try:
-            frame = reader(path)
-        except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise PipelineError(f"{field_name}: cannot read {path} ({str(exc).splitlines()[0]})") from exc
-        frames[split] = require_columns(frame, columns, str(path))
+        path = Path(raw_path).expanduser()
+        frames[split] = require_columns(read_table(path, field_name), columns, str(path))
         files.append(path)
     return RawData(frames=frames, files=files)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from datasets import load_from_disk
+from datasets import Dataset, load_from_disk
 from torch import nn
 
 from pipeline.atomic import atomic_dir, write_json
@@ -16,20 +16,21 @@ from pipeline.context import RunContext
 from pipeline.errors import PipelineError
 from pipeline.inference import MODEL_INPUTS, padded_batches, predict_logits
 from pipeline.metrics import classification_metrics
+from pipeline.serving import log_classifier
 
 
 @dataclass
 class ExportResult:
-    max_abs_diff: float
-    onnx_accuracy: float
-    size_mb: float
+    """Per ONNX variant ("fp32", "int8"): max |logit diff| vs PyTorch, test accuracy, size on disk."""
+
+    variants: dict[str, dict[str, float]]
 
     def metrics(self) -> dict[str, float]:
-        return {
-            "max_abs_logit_diff": self.max_abs_diff,
-            "onnx_test_accuracy": self.onnx_accuracy,
-            "onnx_size_mb": self.size_mb,
-        }
+        out = {f"{name}_{key}": v for name, figures in self.variants.items() for key, v in figures.items()}
+        if "int8" in self.variants:
+            drop = self.variants["fp32"]["test_accuracy"] - self.variants["int8"]["test_accuracy"]
+            out["int8_accuracy_drop_pts"] = 100.0 * drop
+        return out
 
 
 class _LogitsOnly(nn.Module):
@@ -63,34 +64,46 @@ def onnx_logits(session: ort.InferenceSession, batch: dict[str, torch.Tensor]) -
     return session.run(["logits"], {k: batch[k].numpy().astype(np.int64) for k in MODEL_INPUTS})[0]
 
 
+def quantize_int8(fp32: Path, int8: Path) -> None:
+    """Dynamic int8 quantization of the linear layers' weights (activations stay float)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+
+
+def check_variant(path: Path, reference: np.ndarray, parity: dict, test: Dataset, ctx: RunContext) -> dict[str, float]:
+    """Run an ONNX file on the parity batch and the whole test split."""
+    cfg = ctx.cfg.stage.export
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    diff = float(np.abs(reference - onnx_logits(session, parity)).max())
+    logits = np.concatenate([onnx_logits(session, b) for b in padded_batches(test, ctx.tokenizer, cfg.batch_size)])
+    accuracy = classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels)["accuracy"]
+    size_mb = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20  # + external data
+    return {"max_abs_logit_diff": diff, "test_accuracy": accuracy, "size_mb": size_mb}
+
+
 def run(ctx: RunContext) -> ExportResult:
     cfg = ctx.cfg.stage.export
     test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
     model = ctx.deployable_model().eval().cpu()
-    parity = test.select(range(min(cfg.n_parity_samples, len(test))))
-    example = next(padded_batches(parity, ctx.tokenizer, 2))
+    parity_rows = test.select(range(min(cfg.n_parity_samples, len(test))))
+    parity = next(padded_batches(parity_rows, ctx.tokenizer, len(parity_rows)))
+    reference = predict_logits(model, parity_rows, ctx.tokenizer, len(parity_rows))
     with atomic_dir(ctx.layout.export) as out:
-        export_onnx(model, example, out / "model.onnx", cfg.opset)
-        ctx.tokenizer.save_pretrained(str(out))
-        session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-        reference = predict_logits(model, parity, ctx.tokenizer, len(parity))
-        got = onnx_logits(session, next(padded_batches(parity, ctx.tokenizer, len(parity))))
-        diff = float(np.abs(reference - got).max())
-        if diff > cfg.atol:
+        export_onnx(model, next(padded_batches(parity_rows, ctx.tokenizer, 2)), out / "model.onnx", cfg.opset)
+        variants = {"fp32": check_variant(out / "model.onnx", reference, parity, test, ctx)}
+        if variants["fp32"]["max_abs_logit_diff"] > cfg.atol:
+            diff = variants["fp32"]["max_abs_logit_diff"]
             raise PipelineError(f"stage.export.atol: ONNX logits differ from PyTorch by {diff:.3g} > {cfg.atol}")
-        logits = np.concatenate([onnx_logits(session, b) for b in padded_batches(test, ctx.tokenizer, cfg.batch_size)])
-        accuracy = classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels)["accuracy"]
-        size_mb = (out / "model.onnx").stat().st_size / 2**20 + sum(
-            p.stat().st_size for p in out.glob("*.data")
-        ) / 2**20
+        if cfg.int8:
+            quantize_int8(out / "model.onnx", out / "model.int8.onnx")
+            variants["int8"] = check_variant(out / "model.int8.onnx", reference, parity, test, ctx)
+        ctx.tokenizer.save_pretrained(str(out))  # the folder is self-contained: model(s), tokenizer, labels
+        write_json(out / "labels.json", ctx.labels)
         write_json(
-            out / "export.json",
-            {
-                "max_abs_logit_diff": diff,
-                "onnx_test_accuracy": accuracy,
-                "size_mb": size_mb,
-                "opset": cfg.opset,
-            },
+            out / "export.json", {"variants": variants, "opset": cfg.opset, "max_length": ctx.cfg.model.max_length}
         )
-    ctx.tracker.artifact(ctx.layout.export, "onnx")
-    return ExportResult(max_abs_diff=diff, onnx_accuracy=accuracy, size_mb=size_mb)
+    tracking = ctx.cfg.tracking
+    register_as = (tracking.model_name or tracking.experiment) if tracking.register else None
+    ctx.tracker.tags({"model_uri": log_classifier(ctx.layout.export, register_as)})
+    return ExportResult(variants=variants)

@@ -90,11 +90,11 @@ class MlflowStepLogger(TrainerCallback):
 
 
 def precision_flags(precision: str) -> dict[str, bool]:
-    """bf16 where the GPU supports it (auto), plain fp32 on CPU."""
+    """bf16 where the GPU supports it (auto), plain fp32 on CPU; TF32 matmuls on CUDA."""
     cuda = torch.cuda.is_available()
     if precision == "auto":
         precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16", "tf32": cuda}
 
 
 def peak_memory_mb() -> float:
@@ -102,6 +102,13 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def collator(tokenizer: Any, padding: str, max_length: int) -> DataCollatorWithPadding:
+    """Pad each batch to its longest row (dynamic), or every row to max_length."""
+    if padding == "max_length":
+        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
+    return DataCollatorWithPadding(tokenizer)
 
 
 def compute_metrics_fn(labels: list[str]) -> Any:
@@ -156,13 +163,14 @@ def run(ctx: RunContext) -> TrainResult:
     validation = data["validation"]
     if cfg.train.eval_max_samples and len(validation) > cfg.train.eval_max_samples:
         validation = validation.shuffle(seed=cfg.seed).select(range(cfg.train.eval_max_samples))
+    validation = validation.sort("length")  # similar lengths per eval batch: less padding, cheaper validation
     trainer = PipelineTrainer(
         model=model,
         args=training_arguments(ctx),
         train_dataset=data["train"],
         eval_dataset=validation,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=collator(tokenizer, value(cfg.train.padding), cfg.model.max_length),
         compute_metrics=compute_metrics_fn(ctx.labels),
         callbacks=[MlflowStepLogger(ctx.tracker)],
     )

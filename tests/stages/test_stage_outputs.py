@@ -73,5 +73,8 @@ def test_merged_model_and_onnx_export_are_self_contained(lora_run):
     assert (run_dir / "merge" / "model" / "model.safetensors").is_file()
     assert not (run_dir / "merge" / "model" / "adapter_config.json").exists()
     export = json.loads((run_dir / "export" / "export.json").read_text())
-    assert export["max_abs_logit_diff"] == results["export"].max_abs_diff < 1e-4
+    assert export["variants"] == results["export"].variants
+    assert export["variants"]["fp32"]["max_abs_logit_diff"] < 1e-4
+    assert json.loads((run_dir / "export" / "labels.json").read_text()) == ["alpha", "beta", "gamma"]
+    assert (run_dir / "export" / "model.int8.onnx").is_file()
     assert (run_dir / "export" / "tokenizer_config.json").is_file()

