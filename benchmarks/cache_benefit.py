@@ -9,30 +9,17 @@ Prints a Markdown table and writes cache_benefit.json and cache_benefit.md under
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import arguments, offline_reference, run_cli  # noqa: E402
+
 DATA_STAGES = ["split", "tokenize", "explore", "evaluate"]
-
-
-def pipeline(args: list[str]) -> float:
-    """Run `python -m pipeline ARGS` and return its wall time in seconds."""
-    start = time.perf_counter()
-    subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
-        cwd=REPO,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return time.perf_counter() - start
 
 
 def stage_times(run_dir: Path) -> dict[str, float]:
@@ -41,25 +28,15 @@ def stage_times(run_dir: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "ag_news_csv"))
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
-    args = parser.parse_args()
+    args = arguments(__doc__).parse_args()
     work = Path(tempfile.mkdtemp(prefix="cache-bench-"))
-    common = [
-        "+experiment=agnews_lora",
-        "model=minilm",
-        "data=ag_news_csv",
-        f"data.dir={args.data_dir}",
-        f"paths.output_dir={work}",
-        "tracking.experiment=cache_bench",
-    ]
+    common = offline_reference(args.data_dir, work, "cache_bench")
     data_only = [*common, f"stages=[{','.join(DATA_STAGES)}]"]
     results: dict[str, dict] = {}
 
     cold_dir, warm_dir = work / "cold", work / "warm"
-    cold = pipeline([*data_only, "cache=refresh", f"hydra.run.dir={cold_dir}"])
-    warm = pipeline([*data_only, "cache=on", f"hydra.run.dir={warm_dir}"])
+    cold = run_cli([*data_only, "cache=refresh", f"hydra.run.dir={cold_dir}"])
+    warm = run_cli([*data_only, "cache=on", f"hydra.run.dir={warm_dir}"])
     results["data_stages"] = {
         "cold_s": round(cold, 1),
         "warm_s": round(warm, 1),
@@ -77,8 +54,8 @@ def main() -> None:
         "stages=[split,tokenize,train,explore,evaluate]",
     ]
     shutil.rmtree(work / "cache", ignore_errors=True)
-    off = pipeline([*sweep, "cache=off"])
-    on = pipeline([*sweep, "cache=on"])
+    off = run_cli([*sweep, "cache=off"])
+    on = run_cli([*sweep, "cache=on"])
     results["sweep_3_trials"] = {
         "cache_off_s": round(off, 1),
         "cache_on_s": round(on, 1),

@@ -12,7 +12,6 @@ machine info to benchmarks/results/results.json and results.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -22,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, arguments, offline_reference, run_cli  # noqa: E402
+
 sys.path.insert(0, str(REPO))
 
 from pipeline.manifest import hardware  # noqa: E402
@@ -32,13 +34,7 @@ from pipeline.predict import OnnxPredictor, TorchPredictor  # noqa: E402
 def pipeline(work: Path, name: str, overrides: list[str]) -> dict:
     """Run the pipeline in a fresh process; return its summary's stage figures."""
     run_dir = work / name
-    subprocess.run(
-        [sys.executable, "-m", "pipeline", *overrides, f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    run_cli([*overrides, f"hydra.run.dir={run_dir}"])
     return json.loads((run_dir / "summary.json").read_text())["stages"]
 
 
@@ -56,22 +52,12 @@ def latency(predictor, texts: list[str], batch: int, repeats: int) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "ag_news_csv"))
+    parser = arguments(__doc__)
     parser.add_argument("--rows", type=int, default=2000, help="AG News rows for the short training runs")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per short training run")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
-    base = [
-        "+experiment=agnews_lora",
-        "model=minilm",
-        "data=ag_news_csv",
-        f"data.dir={args.data_dir}",
-        f"paths.output_dir={work}",
-        "tracking.experiment=bench",
-        "cache=off",
-    ]
+    base = [*offline_reference(args.data_dir, work, "bench"), "cache=off"]
     short = [*base, f"data.max_samples={args.rows}", f"train.max_steps={args.steps}", "stages=[split,tokenize,train]"]
     results: dict = {"machine": hardware(), "rows": args.rows, "steps": args.steps}
 

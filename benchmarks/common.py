@@ -1,0 +1,44 @@
+"""What the benchmark scripts share: the repo location, their command line, and running the pipeline CLI."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def arguments(doc: str) -> argparse.ArgumentParser:
+    """--data-dir (AG News CSV) and --out (results folder); scripts add their own on top."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "ag_news_csv"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    return parser
+
+
+def offline_reference(data_dir: str, output_dir: Path, experiment: str) -> list[str]:
+    """Overrides for the offline reference experiment, writing into a scratch output directory."""
+    return [
+        "+experiment=agnews_lora",
+        "model=minilm",
+        "data=ag_news_csv",
+        f"data.dir={data_dir}",
+        f"paths.output_dir={output_dir}",
+        f"tracking.experiment={experiment}",
+    ]
+
+
+def run_cli(args: list[str]) -> float:
+    """Run `python -m pipeline ARGS` in a fresh process; return its wall time in seconds."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - start
