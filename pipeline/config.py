@@ -114,8 +114,9 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     warmup_steps: float = 0.0  # < 1: fraction of total steps; >= 1: steps
     lr_scheduler: str = "linear"
-    eval_steps: float = 0.2  # < 1: fraction of total steps; >= 1: every N steps
-    eval_max_samples: int | None = 2000  # validation rows used for in-training evaluation
+    eval_steps: float = 0.25  # < 1: fraction of total steps; >= 1: every N steps
+    eval_max_samples: int | None = 2000  # cap on validation rows per in-training evaluation
+    eval_budget: float = 0.12  # all periodic validations together see at most this x the rows trained
     metric_for_best_model: BestMetric = BestMetric.f1_macro
     logging_steps: int = 25
     save_total_limit: int = 2

@@ -94,8 +94,12 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
             tracker.metrics(f"{stage.value}/", metrics)
             results[stage.value] = result
             summary["stages"][stage.value] = metrics
-            if stage == Stage.split:  # the exact rows of each split, for comparing runs
-                manifest["splits_index_sha256"] = result.index_sha256
+            if stage in (Stage.split, Stage.train):  # exact split rows; peak memory (CUDA or RSS) of training
+                manifest.update(
+                    {"splits_index_sha256": result.index_sha256}
+                    if stage == Stage.split
+                    else {"train_peak_memory_mb": result.peak_memory_mb}
+                )
                 write_json(manifest_path, manifest)
                 tracker.artifact(manifest_path)
         summary["mlflow_run_id"] = tracker.run_id

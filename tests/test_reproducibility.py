@@ -76,6 +76,7 @@ def test_manifest_records_code_inputs_machine_and_splits(reference, synthetic_cs
     assert list(manifest["data"]["files_sha256"].values()) == [expected]
     assert manifest["splits_index_sha256"] == results["split"].index_sha256
     assert "cudnn_deterministic" in manifest["determinism"]
+    assert manifest["train_peak_memory_mb"] > 0
     run = client_for(out).get_run(json.loads((out / "a" / "summary.json").read_text())["mlflow_run_id"])
     contexts = {tag.value for d in run.inputs.dataset_inputs for tag in d.tags if tag.key == "mlflow.data.context"}
     assert contexts == {"train", "validation", "test"}
@@ -110,5 +111,10 @@ def test_interrupted_training_is_killed_then_resumes_to_the_same_metrics(referen
     assert killed.info.status == "KILLED"
     assert (out / "c" / "train" / "checkpoints" / "checkpoint-40").is_dir()
     monkeypatch.setattr(Trainer, "training_step", original_step)
-    resumed = run_pipeline(compose_config([*overrides, "resume=true"]), out / "c")
-    assert scores(resumed) == scores(first)
+    # `reproduce --resume` finds the run directory from the run's tags and continues it.
+    reproduce(killed.info.run_id, [], resume=True, tracking_uri=f"sqlite:///{out.resolve() / 'mlflow.db'}")
+    summary = json.loads((out / "c" / "summary.json").read_text())
+    resumed = {k: v for k, v in summary["stages"]["evaluate"].items() if k not in {"cache_hit", "wall_s"}}
+    assert resumed == scores(first)
+    run = client_for(out).get_run(summary["mlflow_run_id"])
+    assert run.data.tags["resumed_from_checkpoint"] == "True" and run.info.status == "FINISHED"

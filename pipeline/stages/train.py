@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ class TrainResult:
         if self.best_metric is not None:
             out["best_val_metric"] = self.best_metric
         return out
+
+
+EVAL_MIN_ROWS = 200  # fewer validation rows make checkpoint selection too noisy
 
 
 class SeededLengthGroupedSampler(LengthGroupedSampler):
@@ -111,6 +115,19 @@ def collator(tokenizer: Any, padding: str, max_length: int) -> DataCollatorWithP
     return DataCollatorWithPadding(tokenizer)
 
 
+def validation_rows(t: Any, n_train: int, n_validation: int) -> int:
+    """Rows per periodic validation: all periodic validations together see at most `eval_budget` x the rows
+    trained (at least EVAL_MIN_ROWS each, at most eval_max_samples), keeping their cost near a tenth of training.
+    """
+    steps_per_epoch = math.ceil(n_train / (t.batch_size * t.gradient_accumulation_steps))
+    total_steps = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
+    every = math.ceil(t.eval_steps * total_steps) if t.eval_steps < 1 else int(t.eval_steps)
+    n_evals = max(1, total_steps // max(every, 1))
+    rows_trained = total_steps * t.batch_size * t.gradient_accumulation_steps
+    budget = max(EVAL_MIN_ROWS, int(t.eval_budget * rows_trained / n_evals))
+    return min(n_validation, budget, t.eval_max_samples or n_validation)
+
+
 def compute_metrics_fn(labels: list[str]) -> Any:
     def compute(pred: EvalPrediction) -> dict[str, float]:
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
@@ -160,9 +177,8 @@ def run(ctx: RunContext) -> TrainResult:
     ctx.method.check_applicable(model, cfg.method, cfg.model)
     model = ctx.method.wrap(model, cfg.method, cfg.model)
     params = count_parameters(model)
-    validation = data["validation"]
-    if cfg.train.eval_max_samples and len(validation) > cfg.train.eval_max_samples:
-        validation = validation.shuffle(seed=cfg.seed).select(range(cfg.train.eval_max_samples))
+    n_eval = validation_rows(cfg.train, len(data["train"]), len(data["validation"]))
+    validation = data["validation"].shuffle(seed=cfg.seed).select(range(n_eval))
     validation = validation.sort("length")  # similar lengths per eval batch: less padding, cheaper validation
     trainer = PipelineTrainer(
         model=model,

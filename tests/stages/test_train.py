@@ -1,0 +1,29 @@
+"""train: the periodic-validation budget and the resumable length-grouped sampler."""
+
+from __future__ import annotations
+
+from datasets import Dataset
+
+from pipeline.config import TrainConfig
+from pipeline.stages.train import EVAL_MIN_ROWS, SeededLengthGroupedSampler, validation_rows
+
+
+def test_validation_budget_scales_with_training_and_is_capped():
+    t = TrainConfig()  # 4 validations, budget 0.12 x rows trained, 200 to 2000 rows each
+    assert validation_rows(t, n_train=6080, n_validation=760) == EVAL_MIN_ROWS  # 0.12 * 6080 / 4 = 182: the floor
+    assert validation_rows(t, n_train=20_000, n_validation=5000) == 800  # 1250 steps, every 313: 3 validations
+    assert validation_rows(t, n_train=108_000, n_validation=12_000) == 2000  # the reference: the cap applies
+    assert validation_rows(t, n_train=800, n_validation=5000) == EVAL_MIN_ROWS  # never fewer than the floor
+    assert validation_rows(t, n_train=800, n_validation=50) == 50  # never more than exist
+
+
+def test_length_grouped_order_depends_only_on_seed_and_epoch():
+    data = Dataset.from_dict({"input_ids": [[1] * (i % 7 + 1) for i in range(64)]})
+    lengths = [len(ids) for ids in data["input_ids"]]
+    a, b = (SeededLengthGroupedSampler(8, data, lengths, seed=3) for _ in range(2))
+    list(a)  # consuming epoch 0 must not change what epoch 1 yields
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    b.set_epoch(2)
+    assert list(a) != list(b)
