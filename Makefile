@@ -42,7 +42,7 @@ clean:
 clean-cache:
 	rm -rf $(OUTPUT)/cache
 
-# Benchmarks print and save ratios measured in one run (benchmarks/results/); not part of `make test`.
+# Benchmarks print and save ratios measured in one run (benchmarks/*.json, *.md); not part of `make test`.
 bench: setup
 	$(PY) benchmarks/suite.py
 	$(PY) benchmarks/cache_benefit.py

@@ -3,7 +3,7 @@
 1. Data stages (split, tokenize, base-model explore and evaluate) with a cold cache, then a warm one.
 2. A 3-trial sweep (LoRA rank 4, 8, 16; short training) with the cache off, then on (starting empty).
 
-    python benchmarks/cache_benefit.py [--data-dir ../shared/data/ag_news_csv] [--out benchmarks/results]
+    python benchmarks/cache_benefit.py [--data-dir ../shared/data/ag_news_csv] [--out benchmarks]
 Prints a Markdown table and writes cache_benefit.json and cache_benefit.md under --out.
 """
 

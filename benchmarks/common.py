@@ -15,7 +15,7 @@ def arguments(doc: str) -> argparse.ArgumentParser:
     """--data-dir (AG News CSV) and --out (results folder); scripts add their own on top."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "ag_news_csv"))
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--out", default=str(REPO / "benchmarks"))
     return parser
 
 

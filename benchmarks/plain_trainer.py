@@ -1,7 +1,7 @@
 """Baseline for the overhead benchmark: the same LoRA training as the pipeline's train stage, written as a
 plain transformers Trainer script (no Hydra, MLflow, callbacks or periodic evaluation). Prints JSON.
 
-    python benchmarks/plain_trainer.py TOKENIZED_DATASET_DIR MODEL_DIR --steps 60 --lr 2e-3
+    python benchmarks/plain_trainer.py TOKENIZED_DATASET_DIR MODEL_DIR --epochs 1 --lr 2e-3
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dataset")
     parser.add_argument("model")
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--output", default="/tmp/plain-trainer")
@@ -44,7 +44,7 @@ def main() -> None:
         model=model,
         args=TrainingArguments(
             output_dir=args.output,
-            max_steps=args.steps,
+            num_train_epochs=args.epochs,
             learning_rate=args.lr,
             per_device_train_batch_size=args.batch_size,
             weight_decay=0.01,
@@ -62,7 +62,8 @@ def main() -> None:
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
-    print(json.dumps({"wall_s": wall, "samples_per_s": args.steps * args.batch_size / wall}))
+    samples = trainer.state.global_step * args.batch_size
+    print(json.dumps({"wall_s": wall, "samples_per_s": samples / wall}))
 
 
 if __name__ == "__main__":

