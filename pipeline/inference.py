@@ -45,8 +45,9 @@ def predict_logits(
     ]
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
-    logits = np.empty_like(np.concatenate(out))
-    logits[order] = np.concatenate(out)
+    sorted_logits = np.concatenate(out)
+    logits = np.empty_like(sorted_logits)
+    logits[order] = sorted_logits  # back to dataset order
     return logits
 
 

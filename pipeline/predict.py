@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from scipy.special import softmax
 
-from pipeline.atomic import read_json, write_text
+from pipeline.atomic import read_json, write_bytes, write_text
 from pipeline.data.files import read_table
 from pipeline.errors import PipelineError
 
@@ -115,9 +115,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     elif suffix == ".parquet":
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
+        write_bytes(path, buffer.getvalue())
     else:
         raise PipelineError(f"--output: unsupported file type {suffix!r}; expected .csv, .jsonl or .parquet")
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import platform
 import time
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +61,6 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def package_versions() -> dict[str, str]:
-    names = ["torch", "transformers", "peft", "datasets", "evaluate", "mlflow", "hydra-core", "onnxruntime"]
-    return {"python": platform.python_version(), **{n: version(n) for n in names}}
-
-
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run `cfg.stages` (always in pipeline order) and return each stage's result by name."""
     quiet_libraries()
@@ -77,12 +70,11 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     summary_path = run_dir / "summary.json"
     # A rerun of some stages in an existing run directory updates their entries and keeps the others.
     summary: dict[str, Any] = read_json(summary_path) if summary_path.exists() else {"stages": {}}
-    summary["versions"] = package_versions()  # the headline ones; manifest.json lists every package
     with tracked_run(cfg, run_dir, overrides or []) as tracker:
         manifest = build_manifest(cfg, overrides or [])
         manifest_path = run_dir / "manifest.json"
         write_json(manifest_path, manifest)
-        tracker.tags({"git_dirty": manifest["git"]["dirty"]})
+        tracker.tags({"git_commit": manifest["git"]["commit"], "git_dirty": manifest["git"]["dirty"]})
         tracker.artifact(manifest_path)
         preflight(cfg, method)
         cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), CacheMode(value(cfg.cache)))
@@ -94,14 +86,14 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
             tracker.metrics(f"{stage.value}/", metrics)
             results[stage.value] = result
             summary["stages"][stage.value] = metrics
-            if stage in (Stage.split, Stage.train):  # exact split rows; peak memory (CUDA or RSS) of training
-                manifest.update(
-                    {"splits_index_sha256": result.index_sha256}
-                    if stage == Stage.split
-                    else {"train_peak_memory_mb": result.peak_memory_mb}
-                )
-                write_json(manifest_path, manifest)
-                tracker.artifact(manifest_path)
+            if stage == Stage.split:  # the exact rows of each split, for comparing runs
+                manifest["splits_index_sha256"] = result.index_sha256
+            elif stage == Stage.train:  # peak CUDA memory, or peak RSS on CPU
+                manifest["train_peak_memory_mb"] = result.peak_memory_mb
+            else:
+                continue
+            write_json(manifest_path, manifest)
+            tracker.artifact(manifest_path)
         summary["mlflow_run_id"] = tracker.run_id
         summary["mlflow_runs"] = [*summary.get("mlflow_runs", []), tracker.run_id]
         write_json(summary_path, summary)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from transformers import (
@@ -64,6 +65,7 @@ def _save_tiny(path: Path, kind: str) -> Path:
     vocab = SPECIALS + FILLER + [w for words in CLASSES.values() for w in words]
     config_cls, model_cls, tokenizer_cls, sizes = TINY_ARCHS[kind]
     config = config_cls(vocab_size=len(vocab), max_position_embeddings=64, initializer_range=0.2, **sizes)
+    torch.manual_seed(0)  # the same "pretrained" weights in every test process, so outcomes are repeatable
     model_cls(config).save_pretrained(path)
     tokenizer_cls(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(path)
     return path
