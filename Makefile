@@ -29,12 +29,12 @@ ui: setup
 	  --default-artifact-root $(abspath $(OUTPUT))/mlartifacts --host 127.0.0.1 --port $(PORT)
 
 lint: setup
-	$(VENV)/bin/ruff check pipeline tests benchmarks
-	$(VENV)/bin/ruff format --check pipeline tests benchmarks
+	$(VENV)/bin/ruff check pipeline tests benchmarks hydra_plugins
+	$(VENV)/bin/ruff format --check pipeline tests benchmarks hydra_plugins
 
 format: setup
-	$(VENV)/bin/ruff check --fix pipeline tests benchmarks
-	$(VENV)/bin/ruff format pipeline tests benchmarks
+	$(VENV)/bin/ruff check --fix pipeline tests benchmarks hydra_plugins
+	$(VENV)/bin/ruff format pipeline tests benchmarks hydra_plugins
 
 clean:
 	rm -rf $(OUTPUT)/runs $(OUTPUT)/multiruns

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from pipeline.atomic import write_text
 from pipeline.config import register_configs
 from pipeline.errors import PipelineError
 from pipeline.runner import run_pipeline
@@ -22,11 +24,12 @@ register_configs()
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict[str, Any] | None:
+    """Returns the run's metrics (`<stage>/<metric>`) to a sweeper, or `{"error": ...}` for a bad combination."""
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        run_pipeline(cfg, run_dir, list(hydra_cfg.overrides.task))
+        results = run_pipeline(cfg, run_dir, list(hydra_cfg.overrides.task))
     except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (turned into one by the tracker)
         print(
             f"interrupted: MLflow run marked KILLED; continue with resume=true hydra.run.dir={run_dir}", file=sys.stderr
@@ -35,9 +38,13 @@ def main(cfg: DictConfig) -> None:
     except PipelineError as exc:
         log.error("%s", exc)
         if hydra_cfg.mode == RunMode.MULTIRUN:
-            raise  # the sweeper records the trial as failed and goes on
+            # One bad combination (e.g. prefix tuning on DistilBERT) must not stop the other runs of a sweep:
+            # the reason goes to the run directory, where the comparison table picks it up.
+            write_text(run_dir / "error.txt", f"{exc}\n")
+            return {"error": str(exc)}
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    return {"metrics": {f"{stage}/{k}": v for stage, result in results.items() for k, v in result.metrics().items()}}
 
 
 if __name__ == "__main__":

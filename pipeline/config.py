@@ -188,6 +188,16 @@ class PathsConfig:
 
 
 @dataclass
+class TrialConfig:
+    """Set by the Optuna sweeper (hydra_plugins/pipeline_optuna_sweeper) for each trial; empty in a plain run."""
+
+    study: str | None = None
+    storage: str | None = None  # where the study lives (see pipeline.sweep.open_storage)
+    number: int | None = None
+    parent_run_id: str | None = None  # the study's MLflow run; this run nests under it
+
+
+@dataclass
 class Config:
     """The whole run. `method` is typed per method by the registry (see pipeline.methods)."""
 
@@ -202,6 +212,7 @@ class Config:
     stage: StageConfig = field(default_factory=StageConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    trial: TrialConfig = field(default_factory=TrialConfig)
 
 
 def register_configs() -> None:

@@ -13,7 +13,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreT
 from pipeline.atomic import read_json
 from pipeline.cache import StageCache
 from pipeline.errors import PipelineError
-from pipeline.methods import Method
+from pipeline.methods import BaseMethod
 from pipeline.models import load_classifier
 from pipeline.tracking import Tracker
 
@@ -79,7 +79,7 @@ class RunContext:
 
     cfg: Any
     layout: RunLayout
-    method: Method
+    method: BaseMethod
     tracker: Tracker
     cache: StageCache
 
@@ -106,13 +106,22 @@ class RunContext:
         """The pretrained encoder with a freshly initialised (seeded, so always identical) head."""
         return load_classifier(self.cfg.model, self.labels, self.cfg.seed)
 
-    def trained_model(self) -> nn.Module:
-        """The model as the train stage left it (base + adapter, or full weights)."""
+    def method_base_model(self) -> nn.Module:
+        """The base model as the method trains on it (QLoRA: 4-bit weights; everything else: the plain one)."""
+        return load_classifier(
+            self.cfg.model, self.labels, self.cfg.seed, **self.method.base_load_kwargs(self.cfg.method)
+        )
+
+    def trained_model(self, full_precision: bool = False) -> nn.Module:
+        """The model as the train stage left it (base + adapter, or full weights).
+
+        full_precision puts the adapter on the plain base even where training used a quantized one (to ship it).
+        """
         path = self.require(self.layout.model, "train")
-        return self.method.load(self.base_model(), path)
+        return self.method.load(self.base_model() if full_precision else self.method_base_model(), path)
 
     def deployable_model(self) -> nn.Module:
-        """A plain transformers model to ship: merged if `merge` ran, else the trained model."""
+        """The model to ship: the merged one if `merge` ran, else the trained model on a full-precision base."""
         if self.layout.merged_model.exists():
             return AutoModelForSequenceClassification.from_pretrained(str(self.layout.merged_model))
-        return self.trained_model()
+        return self.trained_model(full_precision=True)

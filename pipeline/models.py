@@ -53,8 +53,11 @@ def load_tokenizer(model_cfg: Any) -> PreTrainedTokenizerBase:
     return _load(AutoTokenizer, model_cfg)
 
 
-def load_classifier(model_cfg: Any, labels: list[str], seed: int) -> nn.Module:
-    """Pretrained encoder plus a new classification head, seeded so every stage gets the same head."""
+def load_classifier(model_cfg: Any, labels: list[str], seed: int, **kwargs: Any) -> nn.Module:
+    """Pretrained encoder plus a new classification head, seeded so every stage gets the same head.
+
+    kwargs go to `from_pretrained` (e.g. a quantization_config).
+    """
     transformers.set_seed(seed)
     return _load(
         AutoModelForSequenceClassification,
@@ -63,6 +66,7 @@ def load_classifier(model_cfg: Any, labels: list[str], seed: int) -> nn.Module:
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
         ignore_mismatched_sizes=True,  # a checkpoint's own head (other label count) is replaced, not fatal
+        **kwargs,
     )
 
 
@@ -81,24 +85,31 @@ class ParameterCounts:
         return metrics
 
 
-def count_parameters(model: nn.Module) -> ParameterCounts:
-    """Count parameters; head = anything outside the encoder (peft's `modules_to_save` copies included).
+def numel(param: nn.Parameter) -> int:
+    """Logical parameter count; bitsandbytes packs two 4-bit values per storage byte."""
+    if type(param).__name__ == "Params4bit":
+        return param.numel() * 2 * param.element_size()
+    return param.numel()
 
-    peft's SEQ_CLS `modules_to_save=["classifier"]` also suffix-matches DistilBERT's `pre_classifier`,
-    so the head is identified by position, not by name.
+
+def count_parameters(model: nn.Module) -> ParameterCounts:
+    """Count parameters; head = the classifier's top-level modules outside the encoder, wherever peft put them.
+
+    Identified by position, not by name: peft's SEQ_CLS `modules_to_save=["classifier"]` also suffix-matches
+    DistilBERT's `pre_classifier`, and prompt-learning methods keep their own weights outside the base model.
     """
     base = getattr(model, "get_base_model", lambda: model)()
-    encoder_prefix = getattr(base, "base_model_prefix", "")
+    encoder_prefix = getattr(base, "base_model_prefix", None)
+    head_ids = {id(p) for name, child in base.named_children() if name != encoder_prefix for p in child.parameters()}
     total = trainable = head = 0
     for name, param in model.named_parameters():
-        n = param.numel()
         if "original_module" in name:  # peft keeps a frozen copy of each module it saves; counted once
             continue
+        n = numel(param)
         total += n
         if not param.requires_grad:
             continue
         trainable += n
-        is_encoder = f"{encoder_prefix}." in f".{name}" if encoder_prefix else True
-        if "modules_to_save" in name or not is_encoder:
+        if id(param) in head_ids:
             head += n
     return ParameterCounts(total=total, trainable=trainable, trainable_method=trainable - head, trainable_head=head)

@@ -86,6 +86,9 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
             tracker.metrics(f"{stage.value}/", metrics)
             results[stage.value] = result
             summary["stages"][stage.value] = metrics
+            skipped = getattr(result, "skipped_reason", None)
+            if skipped:
+                summary.setdefault("skipped", {})[stage.value] = skipped
             if stage == Stage.split:  # the exact rows of each split, for comparing runs
                 manifest["splits_index_sha256"] = result.index_sha256
             elif stage == Stage.train:  # peak CUDA memory, or peak RSS on CPU
@@ -94,6 +97,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
                 continue
             write_json(manifest_path, manifest)
             tracker.artifact(manifest_path)
+        summary["method"] = cfg.method.name
         summary["mlflow_run_id"] = tracker.run_id
         summary["mlflow_runs"] = [*summary.get("mlflow_runs", []), tracker.run_id]
         write_json(summary_path, summary)

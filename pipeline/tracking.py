@@ -10,6 +10,7 @@ from typing import Any
 
 import mlflow
 import mlflow.data
+import optuna
 from mlflow.entities import RunStatus
 from omegaconf import DictConfig, OmegaConf
 
@@ -78,7 +79,7 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
         )
     mlflow.set_experiment(experiment)
     run_name = cfg.tracking.run_name or f"{cfg.method.name}-{run_dir.name}"
-    run = mlflow.start_run(run_name=run_name)
+    run = mlflow.start_run(run_name=run_name, parent_run_id=cfg.trial.parent_run_id)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
@@ -94,13 +95,23 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
                 "run_dir": str(run_dir),
             }
         )
+        if cfg.trial.study is not None:  # a sweep trial: findable from the study and back
+            mlflow.set_tags({"optuna.study": cfg.trial.study, "optuna.trial_number": cfg.trial.number})
         yield Tracker(run.info.run_id)
         status = RunStatus.to_string(RunStatus.FINISHED)
+        if cfg.trial.study is not None:
+            mlflow.set_tag("optuna.trial_state", "COMPLETE")
+    except optuna.TrialPruned as exc:  # MLflow has no PRUNED status: KILLED, with the Optuna state as a tag
+        status = RunStatus.to_string(RunStatus.KILLED)
+        mlflow.set_tags({"optuna.trial_state": "PRUNED", "optuna.pruned": str(exc)})
+        raise
     except KeyboardInterrupt:
         status = RunStatus.to_string(RunStatus.KILLED)
         raise
     except Exception as exc:
         mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+        if cfg.trial.study is not None:
+            mlflow.set_tag("optuna.trial_state", "FAIL")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)

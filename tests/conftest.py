@@ -51,6 +51,13 @@ TINY_ARCHS = {
         BertTokenizerFast,
         {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37},
     ),
+    # bitsandbytes' CPU 4-bit kernel needs every quantized layer's input width to be a multiple of 64 (QLoRA test).
+    "bert64": (
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+        {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
+    ),
     "distilbert": (
         DistilBertConfig,
         DistilBertForSequenceClassification,
@@ -74,7 +81,7 @@ def _save_tiny(path: Path, kind: str) -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    return {kind: _save_tiny(root / kind, kind) for kind in ("bert", "distilbert")}
+    return {kind: _save_tiny(root / kind, kind) for kind in TINY_ARCHS}
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +92,10 @@ def synthetic_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TINY_TARGETS = {
-    "bert": "{attention_qv: [query, value], attention_all: [query, key, value, attention.output.dense]}",
-    "distilbert": "{attention_qv: [q_lin, v_lin], attention_all: [q_lin, k_lin, v_lin, out_lin]}",
+    "bert": "{attention_qv: [query, value], attention_all: [query, key, value, attention.output.dense], "
+    "ia3: [key, value, output.dense], ia3_feedforward: [output.dense]}",
+    "distilbert": "{attention_qv: [q_lin, v_lin], attention_all: [q_lin, k_lin, v_lin, out_lin], "
+    "ia3: [k_lin, v_lin, lin2], ia3_feedforward: [lin2]}",
 }
 
 

@@ -35,6 +35,13 @@ def test_every_method_composes_over_the_reference_experiment(compose_config):
         assert compose_config(["+experiment=agnews_lora", f"method={method.name}"]).method.name == method.name
 
 
+def test_each_method_brings_its_learning_rate_and_an_override_wins(compose_config):
+    assert compose_config(["+experiment=agnews_compare", "method=full"]).train.learning_rate == 5e-5
+    assert compose_config(["+experiment=agnews_compare", "method=vera"]).train.learning_rate == 1e-2
+    cfg = compose_config(["+experiment=agnews_compare", "method=full", "train.learning_rate=1e-4"])
+    assert cfg.train.learning_rate == 1e-4
+
+
 @pytest.mark.parametrize(
     "override",
     [

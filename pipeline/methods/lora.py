@@ -1,4 +1,4 @@
-"""LoRA: trainable low-rank updates on chosen linear layers; mergeable into the base weights."""
+"""LoRA and DoRA: trainable low-rank updates on chosen linear layers; mergeable into the base weights."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
 @dataclass
 class LoraMethodConfig(MethodConfig):
     name: str = "lora"
+    learning_rate: float = 2e-3
     r: int = 16
     alpha: int = 32
     dropout: float = 0.1
@@ -26,6 +27,7 @@ class LoraMethodConfig(MethodConfig):
 class Lora(PeftMethod):
     name = "lora"
     config_cls = LoraMethodConfig
+    use_dora = False
 
     def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> LoraConfig:
         return LoraConfig(
@@ -35,4 +37,19 @@ class Lora(PeftMethod):
             lora_dropout=cfg.dropout,
             target_modules=resolve_target_modules(cfg.target_modules, model_cfg, model),
             bias=cfg.bias,
+            use_dora=self.use_dora,
         )
+
+
+@dataclass
+class DoraMethodConfig(LoraMethodConfig):
+    name: str = "dora"
+
+
+@register_method
+class Dora(Lora):
+    """DoRA: LoRA on the direction of each weight plus a trainable magnitude vector per output."""
+
+    name = "dora"
+    config_cls = DoraMethodConfig
+    use_dora = True

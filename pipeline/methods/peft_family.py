@@ -20,6 +20,21 @@ def linear_module_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
 
 
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The pretrained encoder inside a transformers classifier (`model.bert`, `model.distilbert`, ...)."""
+    return getattr(model, model.base_model_prefix)
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """Top-level modules with weights outside the encoder: the new classification head (classifier,
+    and pre_classifier on DistilBERT)."""
+    return [
+        name
+        for name, child in model.named_children()
+        if name != model.base_model_prefix and any(True for _ in child.parameters())
+    ]
+
+
 def resolve_target_modules(spec: Any, model_cfg: Any, model: nn.Module) -> list[str] | str:
     """Turn `method.target_modules` (a named set of the model config, or a list) into module suffixes.
 
@@ -56,7 +71,11 @@ class PeftMethod(Method):
         """The peft config for this method on this model."""
 
     def check_applicable(self, model: nn.Module, cfg: Any, model_cfg: Any) -> None:
-        self.peft_config(cfg, model_cfg, model)
+        super().check_applicable(model, cfg, model_cfg)
+        try:
+            self.peft_config(cfg, model_cfg, model)
+        except (ValueError, TypeError) as exc:  # peft validates its config in __post_init__
+            raise PipelineError(f"method: invalid {self.name} settings ({exc})") from exc
 
     def wrap(self, model: nn.Module, cfg: Any, model_cfg: Any) -> nn.Module:
         return get_peft_model(model, self.peft_config(cfg, model_cfg, model))

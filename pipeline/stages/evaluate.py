@@ -14,6 +14,7 @@ from pipeline.atomic import atomic_dir, read_json, write_json
 from pipeline.context import RunContext
 from pipeline.fingerprints import base_model_key
 from pipeline.inference import predict_logits
+from pipeline.methods import Baseline
 from pipeline.metrics import classification_metrics, scalar_metrics
 
 
@@ -38,6 +39,14 @@ def build_base(ctx: RunContext, test: Dataset, out: Path) -> None:
     write_json(out / "metrics.json", classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels))
 
 
+def trained_logits(ctx: RunContext, test: Dataset) -> np.ndarray:
+    """Test logits of the trained model; a baseline scores the raw texts (same rows, same order)."""
+    if isinstance(ctx.method, Baseline):
+        texts = load_from_disk(str(ctx.require(ctx.layout.split / "dataset", "split")))["test"]["text"]
+        return ctx.method.logits(ctx.layout.model, texts)
+    return predict_logits(ctx.trained_model(), test, ctx.tokenizer, ctx.cfg.stage.evaluate.batch_size)
+
+
 def run(ctx: RunContext) -> EvaluateResult:
     test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
     key = base_model_key(ctx.cfg, ctx.cfg.stage.evaluate)
@@ -45,7 +54,7 @@ def run(ctx: RunContext) -> EvaluateResult:
     base = read_json(ctx.layout.base_evaluate / "metrics.json")
     trained, logits = None, np.load(ctx.layout.base_evaluate / "test_logits.npy")
     if ctx.layout.model.exists():
-        logits = predict_logits(ctx.trained_model(), test, ctx.tokenizer, ctx.cfg.stage.evaluate.batch_size)
+        logits = trained_logits(ctx, test)
         trained = classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels)
     with atomic_dir(ctx.layout.evaluate) as out:
         np.save(out / "test_logits.npy", logits)

@@ -22,6 +22,7 @@ from pipeline.config import value  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
 from pipeline.fingerprints import base_model_key  # noqa: E402
 from pipeline.inference import embed  # noqa: E402
+from pipeline.methods import Baseline  # noqa: E402
 
 
 @dataclass
@@ -90,7 +91,9 @@ def run(ctx: RunContext) -> ExploreResult:
     hit = ctx.cache.materialise("explore_base", key, ctx.layout.base_explore, lambda out: build_base(ctx, sample, out))
     embeddings = {"base": np.load(ctx.layout.base_explore / "embeddings.npy")}
     points = {"base": np.load(ctx.layout.base_explore / "umap.npy")}
-    if ctx.layout.model.exists():
+    if isinstance(ctx.method, Baseline):
+        ctx.tracker.tags({"explore.trained_skipped": "a baseline has no encoder embeddings"})
+    elif ctx.layout.model.exists():
         embeddings["trained"], points["trained"] = embed_and_project(ctx, ctx.trained_model(), sample)
     silhouette = {}
     if len(set(labels.tolist())) > 1:

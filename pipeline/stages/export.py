@@ -24,6 +24,7 @@ class ExportResult:
     """Per ONNX variant ("fp32", "int8"): max |logit diff| vs PyTorch, test accuracy, size on disk."""
 
     variants: dict[str, dict[str, float]]
+    skipped_reason: str | None = None
 
     def metrics(self) -> dict[str, float]:
         out = {f"{name}_{key}": v for name, figures in self.variants.items() for key, v in figures.items()}
@@ -83,6 +84,9 @@ def check_variant(path: Path, reference: np.ndarray, parity: dict, test: Dataset
 
 
 def run(ctx: RunContext) -> ExportResult:
+    if ctx.method.export_skip_reason:
+        ctx.tracker.tags({"export.skipped": ctx.method.export_skip_reason})
+        return ExportResult(variants={}, skipped_reason=ctx.method.export_skip_reason)
     cfg = ctx.cfg.stage.export
     test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
     model = ctx.deployable_model().eval().cpu()

@@ -29,7 +29,7 @@ def run(ctx: RunContext) -> MergeResult:
     cfg = ctx.cfg.stage.merge
     test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
     batch = test.select(range(min(cfg.n_samples, len(test))))
-    model = ctx.trained_model()
+    model = ctx.trained_model(full_precision=True)  # QLoRA's adapter merges into the full-precision base
     before = predict_logits(model, batch, ctx.tokenizer, cfg.n_samples)
     merged = ctx.method.merge(model)
     after = predict_logits(merged, batch, ctx.tokenizer, cfg.n_samples)

@@ -6,6 +6,7 @@ import math
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,10 @@ from transformers.trainer_utils import EvalPrediction
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.config import value
 from pipeline.context import RunContext
+from pipeline.methods import Baseline
 from pipeline.metrics import classification_metrics, scalar_metrics
 from pipeline.models import ParameterCounts, count_parameters
+from pipeline.sweep import PruningCallback, open_trial
 from pipeline.tracking import Tracker
 
 
@@ -33,6 +36,8 @@ class TrainResult:
     best_metric: float | None
     best_step: int | None
     peak_memory_mb: float
+    saved_mb: float  # what the method saved (adapter, trained tensors or whole model), tokenizer excluded
+    steps: int  # optimizer steps taken (0 for a baseline)
 
     def metrics(self) -> dict[str, float]:
         out = self.params.as_metrics()
@@ -41,6 +46,8 @@ class TrainResult:
             samples_per_s=self.train_samples / max(self.wall_s - self.eval_s, 1e-9),
             eval_share_pct=100.0 * self.eval_s / max(self.wall_s, 1e-9),
             peak_memory_mb=self.peak_memory_mb,
+            saved_mb=self.saved_mb,
+            steps=float(self.steps),
         )
         if self.best_metric is not None:
             out["best_val_metric"] = self.best_metric
@@ -154,7 +161,7 @@ def training_arguments(ctx: RunContext) -> TrainingArguments:
         save_strategy="steps",
         save_steps=t.eval_steps,
         save_total_limit=t.save_total_limit,
-        load_best_model_at_end=True,
+        load_best_model_at_end=ctx.method.trainer_loads_best,
         metric_for_best_model=value(t.metric_for_best_model),
         greater_is_better=value(t.metric_for_best_model) != "loss",
         logging_steps=t.logging_steps,
@@ -169,11 +176,52 @@ def training_arguments(ctx: RunContext) -> TrainingArguments:
     )
 
 
+def dir_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def fit_baseline(ctx: RunContext, method: Baseline) -> TrainResult:
+    """Train a non-transformer baseline on the split's raw texts; accounted like the fine-tuning methods."""
+    split = load_from_disk(str(ctx.require(ctx.layout.split / "dataset", "split")))
+    train, validation = split["train"], split["validation"]
+    start = time.perf_counter()
+    fitted, val_f1 = method.fit(
+        (train["text"], train["label"]), (validation["text"], validation["label"]), ctx.cfg.method, ctx.cfg.seed
+    )
+    wall = time.perf_counter() - start
+    n = method.n_parameters(fitted)
+    with atomic_dir(ctx.layout.model) as out:
+        method.save(fitted, out)
+        saved = dir_size_mb(out)
+    result = TrainResult(
+        params=ParameterCounts(total=n, trainable=n, trainable_method=n, trainable_head=0),
+        wall_s=wall,
+        train_samples=len(train),
+        eval_s=0.0,
+        best_metric=val_f1,
+        best_step=None,
+        peak_memory_mb=peak_memory_mb(),
+        saved_mb=saved,
+        steps=0,
+    )
+    write_json(ctx.layout.train / "result.json", result.metrics())
+    ctx.tracker.artifact(ctx.layout.model, "model")
+    return result
+
+
+def trial_callbacks(ctx: RunContext) -> list[TrainerCallback]:
+    """In an Optuna sweep: report each validation to the trial and stop when the pruner says so."""
+    trial = open_trial(ctx.cfg.trial, Path(ctx.cfg.paths.output_dir))
+    return [] if trial is None else [PruningCallback(trial, value(ctx.cfg.train.metric_for_best_model))]
+
+
 def run(ctx: RunContext) -> TrainResult:
+    if isinstance(ctx.method, Baseline):
+        return fit_baseline(ctx, ctx.method)
     cfg = ctx.cfg
     data = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))
     tokenizer = ctx.tokenizer
-    model = ctx.base_model()
+    model = ctx.method_base_model()
     ctx.method.check_applicable(model, cfg.method, cfg.model)
     model = ctx.method.wrap(model, cfg.method, cfg.model)
     params = count_parameters(model)
@@ -188,7 +236,7 @@ def run(ctx: RunContext) -> TrainResult:
         processing_class=tokenizer,
         data_collator=collator(tokenizer, value(cfg.train.padding), cfg.model.max_length),
         compute_metrics=compute_metrics_fn(ctx.labels),
-        callbacks=[MlflowStepLogger(ctx.tracker)],
+        callbacks=[MlflowStepLogger(ctx.tracker), *ctx.method.callbacks(model, cfg.method), *trial_callbacks(ctx)],
     )
     checkpoints = sorted(ctx.layout.checkpoints.glob("checkpoint-*")) if ctx.layout.checkpoints.is_dir() else []
     resume_from = bool(cfg.resume and checkpoints)  # the Trainer restores weights, optimizer, scheduler and RNGs
@@ -199,6 +247,13 @@ def run(ctx: RunContext) -> TrainResult:
     state = trainer.state
     eval_s = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)
     best_step = int(state.best_global_step) if getattr(state, "best_global_step", None) else None
+    trained = trainer.model
+    if not ctx.method.trainer_loads_best and state.best_model_checkpoint:
+        trained = ctx.method.load(ctx.method_base_model(), Path(state.best_model_checkpoint))
+    with atomic_dir(ctx.layout.model) as out:
+        ctx.method.save(trained, out)
+        saved = dir_size_mb(out)
+        tokenizer.save_pretrained(str(out))
     result = TrainResult(
         params=params,
         wall_s=wall,
@@ -207,10 +262,9 @@ def run(ctx: RunContext) -> TrainResult:
         best_metric=float(state.best_metric) if state.best_metric is not None else None,
         best_step=best_step,
         peak_memory_mb=peak_memory_mb(),
+        saved_mb=saved,
+        steps=state.global_step,
     )
-    with atomic_dir(ctx.layout.model) as out:
-        ctx.method.save(trainer.model, out)
-        tokenizer.save_pretrained(str(out))
     write_json(
         ctx.layout.train / "result.json",
         {**result.metrics(), "best_step": best_step, "log_history": state.log_history},

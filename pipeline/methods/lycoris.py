@@ -1,0 +1,57 @@
+"""LoHa and LoKr (the LyCORIS family): weight updates as Hadamard or Kronecker products of small factors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from peft import LoHaConfig, LoKrConfig, TaskType
+from peft.tuners.lycoris_utils import LycorisConfig
+from torch import nn
+
+from pipeline.methods import MethodConfig, register_method
+from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+
+
+@dataclass
+class LohaMethodConfig(MethodConfig):
+    name: str = "loha"
+    learning_rate: float = 2e-3
+    r: int = 8
+    alpha: int = 16
+    rank_dropout: float = 0.0
+    module_dropout: float = 0.0
+    target_modules: Any = "attention_qv"
+
+
+@dataclass
+class LokrMethodConfig(LohaMethodConfig):
+    name: str = "lokr"
+
+
+class LycorisMethod(PeftMethod):
+    peft_config_cls: type[LycorisConfig]
+
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> LycorisConfig:
+        return self.peft_config_cls(
+            task_type=TaskType.SEQ_CLS,
+            r=cfg.r,
+            alpha=cfg.alpha,
+            rank_dropout=cfg.rank_dropout,
+            module_dropout=cfg.module_dropout,
+            target_modules=resolve_target_modules(cfg.target_modules, model_cfg, model),
+        )
+
+
+@register_method
+class LoHa(LycorisMethod):
+    name = "loha"
+    config_cls = LohaMethodConfig
+    peft_config_cls = LoHaConfig
+
+
+@register_method
+class LoKr(LycorisMethod):
+    name = "lokr"
+    config_cls = LokrMethodConfig
+    peft_config_cls = LoKrConfig

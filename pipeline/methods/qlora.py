@@ -1,0 +1,68 @@
+"""QLoRA: LoRA on a frozen base whose linear weights are stored in 4-bit NF4 (bitsandbytes).
+
+The classification head stays in full precision (bitsandbytes cannot quantize a freshly initialised head, and
+it must train). The 4-bit weights are a training-time storage format only: `merge` and `export` put the adapter
+on the full-precision base, which is what gets shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from peft import prepare_model_for_kbit_training
+from torch import nn
+from transformers import BitsAndBytesConfig
+
+from pipeline.errors import PipelineError
+from pipeline.methods import register_method
+from pipeline.methods.lora import Lora, LoraMethodConfig
+
+# Module names of classification heads across transformers architectures; bitsandbytes leaves them unquantized.
+HEAD_MODULES = ["classifier", "pre_classifier", "score", "pooler"]
+
+
+@dataclass
+class QloraMethodConfig(LoraMethodConfig):
+    name: str = "qlora"
+    quant_type: str = "nf4"  # or fp4
+    double_quant: bool = True  # also quantize the quantization constants (~0.4 bits/parameter saved)
+    compute_dtype: str = "auto"  # bf16 on a GPU that supports it, else fp32; or bf16 | fp16 | fp32
+
+
+def compute_dtype(name: str) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if name not in dtypes:
+        raise PipelineError(f"method.compute_dtype: unknown {name!r}; expected auto or one of {sorted(dtypes)}")
+    return dtypes[name]
+
+
+@register_method
+class Qlora(Lora):
+    name = "qlora"
+    config_cls = QloraMethodConfig
+
+    def check_applicable(self, model: nn.Module, cfg: Any, model_cfg: Any) -> None:
+        super().check_applicable(model, cfg, model_cfg)
+        if cfg.quant_type not in ("nf4", "fp4"):
+            raise PipelineError(f"method.quant_type: unknown {cfg.quant_type!r}; expected nf4 or fp4")
+        compute_dtype(cfg.compute_dtype)
+
+    def base_load_kwargs(self, cfg: Any) -> dict[str, Any]:
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=cfg.quant_type,
+            bnb_4bit_use_double_quant=cfg.double_quant,
+            bnb_4bit_compute_dtype=compute_dtype(cfg.compute_dtype),
+            llm_int8_skip_modules=HEAD_MODULES,
+        )
+        return {"quantization_config": quantization}
+
+    def wrap(self, model: nn.Module, cfg: Any, model_cfg: Any) -> nn.Module:
+        # Casts the non-quantized weights (layer norms, head) to fp32 and freezes the base; no gradient
+        # checkpointing: these encoders are small and it slows training down.
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return super().wrap(model, cfg, model_cfg)
