@@ -46,3 +46,4 @@ clean-cache:
 bench: setup
 	$(PY) benchmarks/suite.py
 	$(PY) benchmarks/cache_benefit.py
+	$(PY) benchmarks/pruning.py

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -12,17 +13,26 @@ import mlflow
 import mlflow.data
 import optuna
 from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 
 def store_locations(cfg: Any) -> tuple[str, str | None]:
-    """(tracking URI, artifact root): `tracking.uri`, else sqlite + artifacts under paths.output_dir."""
+    """(tracking URI, artifact root): `tracking.uri`, else sqlite + artifacts under paths.output_dir.
+
+    A new sqlite store is created under a file lock: sweep workers starting together would otherwise race
+    through MLflow's schema migrations on the same file.
+    """
     if cfg.tracking.uri:
         return str(cfg.tracking.uri), None
     out = Path(cfg.paths.output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     # The ./mlruns file store is deprecated; sqlite needs an explicit artifact location.
-    return f"sqlite:///{out / 'mlflow.db'}", (out / "mlartifacts").as_uri()
+    uri = f"sqlite:///{out / 'mlflow.db'}"
+    with open(out / ".mlflow.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema if needed
+    return uri, (out / "mlartifacts").as_uri()
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -1,0 +1,275 @@
+"""Hydra Sweeper on Optuna 5: conditional search spaces, pruning, resumable shared studies, MLflow parent runs.
+
+Every worker running the same command asks the shared study for trials until its budget is spent, so
+rerunning after a crash resumes, and several workers (processes or machines) split the work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 (registers the config)
+from pipeline.errors import PipelineError
+from pipeline.sweep import (
+    PRUNER_ATTR,
+    RETRY_OF_ATTR,
+    WORKER_ATTR,
+    default_storage_path,
+    is_dead_local_worker,
+    make_pruner,
+    open_storage,
+    worker_id,
+)
+from pipeline.tracking import store_locations
+
+log = logging.getLogger(__name__)
+STUDY_TAG = "optuna.study"
+
+
+def suggest(trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
+    """Sample the search space in declaration order; a param with `when` is sampled only if its condition holds."""
+    chosen: dict[str, Any] = {}
+    for name, spec in params.items():
+        spec = dict(spec)
+        when = spec.pop("when", None) or {}
+        if any(chosen.get(key) not in list(allowed) for key, allowed in when.items()):
+            continue
+        kind = spec.pop("type")
+        if kind == "categorical":
+            chosen[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        elif kind == "int":
+            chosen[name] = trial.suggest_int(name, **spec)
+        elif kind == "float":
+            chosen[name] = trial.suggest_float(name, **spec)
+        else:
+            raise PipelineError(f"hydra.sweeper.params.{name}.type: {kind!r}; expected categorical, int or float")
+    return chosen
+
+
+def override_value(value: Any) -> str:
+    """A sampled value as Hydra override syntax."""
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    spec = dict(spec)
+    kind = spec.pop("type", "tpe")
+    samplers = {"tpe": optuna.samplers.TPESampler, "random": optuna.samplers.RandomSampler}
+    if kind not in samplers:
+        raise PipelineError(f"hydra.sweeper.sampler.type: unknown {kind!r}; expected one of {sorted(samplers)}")
+    return samplers[kind](**spec)
+
+
+class OptunaSweeper(Sweeper):
+    """Runs `n_trials` trials of one Optuna study through Hydra's launcher (basic, joblib, ...)."""
+
+    def __init__(self, **conf: Any) -> None:
+        self.conf = OmegaConf.create(conf)
+        self.params = OmegaConf.to_container(self.conf.params, resolve=True)
+        self.directions = [str(o.direction) for o in self.conf.objectives]
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
+
+    def sweep(self, arguments: list[str]) -> Any:
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        for override in parser.parse_overrides(arguments):
+            if override.is_sweep_override():
+                raise PipelineError(
+                    f"{override.input_line}: the Optuna sweeper samples hydra.sweeper.params; pass fixed values only"
+                )
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        storage_path = self.conf.storage or str(
+            default_storage_path(Path(self.config.paths.output_dir).resolve(), self.conf.study_name)
+        )
+        study = optuna.create_study(
+            study_name=self.conf.study_name,
+            storage=open_storage(storage_path, Path(storage_path)),
+            sampler=make_sampler(self.conf.sampler),
+            pruner=make_pruner(self.conf.pruner),
+            directions=self.directions,
+            load_if_exists=True,
+        )
+        study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.conf.pruner))
+        self.requeue_stale(study)
+        parent = self.parent_run(study)
+        fixed = [*arguments, f"trial.study={self.conf.study_name}", f"trial.storage={storage_path}"]
+        fixed.append(f"trial.parent_run_id={parent}")
+        while (remaining := self.conf.n_trials - self.consumed(study)) > 0:
+            failures = self.failures(study)
+            if failures > self.conf.max_failures:
+                raise PipelineError(
+                    f"hydra.sweeper.max_failures: {failures} trials failed (> {self.conf.max_failures}); "
+                    f"see their run directories under {sweep_dir}"
+                )
+            trials = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
+            batch = []
+            for trial in trials:
+                trial.set_user_attr(WORKER_ATTR, worker_id())
+                chosen = suggest(trial, self.params)
+                batch.append(
+                    [*fixed, *(f"{k}={override_value(v)}" for k, v in chosen.items()), f"trial.number={trial.number}"]
+                )
+            returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            for trial, ret in zip(trials, returns, strict=True):
+                self.tell(study, trial, ret)
+        self.summarise(study, parent, sweep_dir)
+        return study
+
+    def consumed(self, study: optuna.Study) -> int:
+        """Trials that count against n_trials: all of them, less the stale ones re-queued as retries."""
+        trials = study.get_trials(deepcopy=False)
+        return len(trials) - sum(RETRY_OF_ATTR in t.user_attrs for t in trials)
+
+    def failures(self, study: optuna.Study) -> int:
+        trials = study.get_trials(deepcopy=False)
+        failed = sum(t.state == TrialState.FAIL for t in trials)
+        return failed - sum(RETRY_OF_ATTR in t.user_attrs for t in trials)
+
+    def requeue_stale(self, study: optuna.Study) -> None:
+        """Fail the trials a dead worker left RUNNING and queue their parameters again.
+
+        Local workers are checked by pid; on an RDB storage, workers elsewhere by Optuna's heartbeat.
+        """
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        optuna.storages.fail_stale_trials(study)
+        for trial in study.get_trials(deepcopy=False):
+            stale = trial.number in running and (
+                trial.state == TrialState.FAIL or is_dead_local_worker(trial.user_attrs.get(WORKER_ATTR))
+            )
+            if not stale:
+                continue
+            if trial.state == TrialState.RUNNING:
+                study.tell(trial.number, state=TrialState.FAIL)
+            log.warning("trial %d was left RUNNING by a dead worker: failed and queued again", trial.number)
+            study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
+
+    def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+        """Record a finished job in the study: COMPLETE with its objective values, PRUNED, or FAIL."""
+        if ret.status == JobStatus.FAILED:
+            error = ret._return_value
+            if isinstance(error, optuna.TrialPruned):
+                study.tell(trial, state=TrialState.PRUNED)
+                return
+            log.error("trial %d failed: %s: %s", trial.number, type(error).__name__, error)
+            trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:1000])
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        value = ret.return_value or {}
+        if "error" in value:
+            log.error("trial %d failed: %s", trial.number, value["error"])
+            trial.set_user_attr("error", str(value["error"])[:1000])
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        metrics = value.get("metrics", {})
+        missing = [o.metric for o in self.conf.objectives if o.metric not in metrics]
+        if missing:
+            trial.set_user_attr("error", f"objective metrics {missing} not in the run summary")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        trial.set_user_attr("train_steps", metrics.get("train/steps"))
+        study.tell(trial, [float(metrics[o.metric]) for o in self.conf.objectives])
+
+    def tracking_client(self) -> tuple[MlflowClient, str]:
+        uri, artifact_root = store_locations(self.config)
+        client = MlflowClient(uri)
+        name = self.config.tracking.experiment
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            location = f"{artifact_root}/{name}" if artifact_root else None
+            return client, client.create_experiment(name, artifact_location=location)
+        return client, experiment.experiment_id
+
+    def parent_run(self, study: optuna.Study) -> str:
+        """The study's MLflow run (created once, reused on resume and by other workers)."""
+        client, experiment_id = self.tracking_client()
+        found = client.search_runs(
+            [experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{study.study_name}' and tags.kind = 'study'"
+        )
+        if found:
+            client.update_run(found[0].info.run_id, status="RUNNING")
+            return found[0].info.run_id
+        run = client.create_run(
+            experiment_id, run_name=f"study-{study.study_name}", tags={STUDY_TAG: study.study_name, "kind": "study"}
+        )
+        client.log_text(run.info.run_id, OmegaConf.to_yaml(self.conf), "sweeper.yaml")
+        return run.info.run_id
+
+    def summarise(self, study: optuna.Study, parent: str, sweep_dir: Path) -> None:
+        """Best parameters and values, the trials table and Optuna's plots, on the parent run and on disk."""
+        client, _ = self.tracking_client()
+        frame = study.trials_dataframe()
+        states = frame["state"].value_counts().to_dict() if len(frame) else {}
+        best = (
+            [
+                {"number": t.number, "values": t.values, "params": t.params}
+                for t in (study.best_trials if len(self.directions) > 1 else [study.best_trial])
+            ]
+            if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+            else []
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            frame.to_csv(out / "trials.csv", index=False)
+            (out / "best.json").write_text(json.dumps(best, indent=2, default=str))
+            plot_study(study, self.directions, out)
+            client.log_artifacts(parent, str(out), "study")
+            for path in out.iterdir():  # a copy beside the trial directories
+                (sweep_dir / path.name).write_bytes(path.read_bytes())
+        for state, count in states.items():
+            client.log_metric(parent, f"trials_{state.lower()}", float(count))
+        if best and len(self.directions) == 1:
+            client.log_metric(parent, "best_value", float(best[0]["values"][0]))
+            for key, value in best[0]["params"].items():
+                client.set_tag(parent, f"best.{key}", str(value))
+        client.set_terminated(parent, "FINISHED")
+        log.info("study %s: %s; best %s", study.study_name, states, best[:1])
+
+
+def plot_study(study: optuna.Study, directions: list[str], out: Path) -> None:
+    """Optimisation history, parameter importances and parallel coordinates, one PNG each per objective."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ovm
+
+    plots = {
+        "history": ovm.plot_optimization_history,
+        "importances": ovm.plot_param_importances,
+        "parallel_coordinates": ovm.plot_parallel_coordinate,
+    }
+    for index in range(len(directions)):
+        suffix = "" if len(directions) == 1 else f"_objective{index}"
+        for name, plot in plots.items():
+            try:
+                kwargs = {} if len(directions) == 1 else {"target": lambda t, i=index: t.values[i]}
+                axes = plot(study, **kwargs)
+            except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ completed trials
+                log.info("no %s plot: %s", name, exc)
+                continue
+            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+            figure.savefig(out / f"{name}{suffix}.png", dpi=100, bbox_inches="tight")
+            plt.close(figure)

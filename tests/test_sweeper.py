@@ -1,0 +1,155 @@
+"""The Optuna sweeper as users run it: `--multirun ... +hparams_search=...` on a tiny model and synthetic data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from pipeline.sweep import RETRY_OF_ATTR, WORKER_ATTR, open_storage
+from tests.conftest import tiny_overrides
+from tests.test_cli import REPO
+
+# Conditional space: rank only for LoRA, bottleneck only for adapters; a learning rate too small to learn
+# anything gives the median pruner something to prune.
+SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: pipeline_optuna
+stages: [split, tokenize, train]
+hydra:
+  sweep:
+    subdir: trial_${trial.number}_${method.name}
+  sweeper:
+    study_name: tiny
+    n_trials: 5
+    sampler: {type: random, seed: 4}  # first a good trial, then slow ones to prune
+    pruner: {type: median, n_startup_trials: 1, n_warmup_steps: 0}
+    params:
+      method: {type: categorical, choices: [lora, adapter]}
+      train.learning_rate: {type: categorical, choices: [0.01, 1.0e-7]}
+      method.r: {type: categorical, choices: [2, 4], when: {method: [lora]}}
+      method.bottleneck_size: {type: categorical, choices: [4, 8], when: {method: [adapter]}}
+"""
+
+
+@pytest.fixture(scope="module")
+def search_path(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("searchconf")
+    (root / "hparams_search").mkdir()
+    (root / "hparams_search" / "tiny.yaml").write_text(SEARCH)
+    return root
+
+
+def sweep_command(search_path: Path, tiny_models, synthetic_csv, out: Path, *extra: str) -> list[str]:
+    overrides = [o for o in tiny_overrides(tiny_models["bert"], synthetic_csv, out) if "learning_rate" not in o]
+    return [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "--multirun",
+        "+hparams_search=tiny",
+        f"hydra.searchpath=[file://{search_path}]",
+        f"hydra.sweep.dir={out / 'sweep'}",
+        *overrides,
+        "train.max_steps=40",
+        "train.eval_steps=10",
+        *extra,
+    ]
+
+
+def run_sweep(*args, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        sweep_command(*args, **kwargs), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def load(out: Path) -> optuna.Study:
+    storage = open_storage(str(out / "optuna" / "tiny.journal"), out / "unused")
+    return optuna.load_study(study_name="tiny", storage=storage)
+
+
+def test_parallel_study_samples_a_conditional_space_prunes_and_nests_mlflow_runs(
+    search_path, tiny_models, synthetic_csv, tmp_path
+):
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
+    run_sweep(search_path, tiny_models, synthetic_csv, tmp_path, *parallel)
+    trials = load(tmp_path).get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    for t in trials:
+        assert ("method.r" in t.params) == (t.params["method"] == "lora")
+        assert ("method.bottleneck_size" in t.params) == (t.params["method"] == "adapter")
+    states = [t.state for t in trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states, states
+    pruned = next(t for t in trials if t.state == TrialState.PRUNED)
+    assert pruned.params["train.learning_rate"] == 1e-7 and pruned.intermediate_values
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name("tests")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("kind") == "study")
+    children = {int(r.data.tags["optuna.trial_number"]): r for r in runs if "optuna.trial_number" in r.data.tags}
+    assert sorted(children) == [0, 1, 2, 3, 4]
+    for t in trials:
+        child = children[t.number]
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["optuna.trial_state"] == t.state.name
+        assert child.info.status == ("KILLED" if t.state == TrialState.PRUNED else "FINISHED")
+    best = max(t.value for t in trials if t.state == TrialState.COMPLETE)
+    assert parent.data.metrics["best_value"] == pytest.approx(best)
+    assert parent.info.status == "FINISHED"
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "study")}
+    assert {"study/trials.csv", "study/best.json", "study/history.png"} <= artifacts
+    assert (tmp_path / "sweep" / "trials.csv").exists()
+
+
+def test_resume_requeues_a_dead_workers_trial_and_a_failing_trial_does_not_stop_the_sweep(
+    search_path, tiny_models, synthetic_csv, tmp_path
+):
+    run_sweep(search_path, tiny_models, synthetic_csv, tmp_path, "hydra.sweeper.n_trials=2")
+    study = load(tmp_path)
+    orphan = study.ask()  # as if a worker had been killed mid-trial
+    study._storage.set_trial_user_attr(orphan._trial_id, WORKER_ATTR, f"{os.uname().nodename}:999999")
+
+    # LoRA cannot find its target modules now: its trials fail; adapter trials still run.
+    bad_sets = "model.target_module_sets={attention_qv: [nope]}"
+    run_sweep(search_path, tiny_models, synthetic_csv, tmp_path, "hydra.sweeper.n_trials=6", bad_sets)
+    trials = load(tmp_path).get_trials()
+    numbers = [t.number for t in trials]
+    assert numbers == sorted(set(numbers)) == list(range(len(trials)))
+    assert trials[2].state == TrialState.FAIL  # the orphan
+    retry = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == 2]
+    assert len(retry) == 1 and retry[0].state != TrialState.RUNNING
+    assert len(trials) - len(retry) == 6  # only the remaining trials ran
+    failed = [t for t in trials[3:] if t.state == TrialState.FAIL]
+    assert failed and all("target_modules" in t.user_attrs["error"] for t in failed)
+    assert all(t.params["method"] == "lora" for t in failed)
+    assert any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials[3:])  # the sweep went on
+
+
+def test_two_workers_share_one_study_without_duplicate_trials(search_path, tiny_models, synthetic_csv, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, "hydra.sweeper.n_trials=4")
+    workers = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    trials = load(tmp_path).get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    assert 4 <= len(trials) <= 5  # a worker checks the budget before asking: at most workers-1 extra
+    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2  # both did work
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
