@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import arguments, offline_reference, run_cli  # noqa: E402
+from common import arguments, offline_reference, publish, run_cli  # noqa: E402
 
 DATA_STAGES = ["split", "tokenize", "explore", "evaluate"]
 
@@ -72,12 +72,7 @@ def main() -> None:
             f"| 3-trial sweep, 2,000 rows, 40 steps (cache off vs on) | {off:.1f} s | {on:.1f} s | {off / on:.2f}x |",
         ]
     )
-    print(table)
-    print(json.dumps(results, indent=2))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cache_benefit.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out / "cache_benefit.md").write_text(table + "\n")
+    publish(args.out, "cache_benefit", table, results)
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -42,3 +43,13 @@ def run_cli(args: list[str]) -> float:
         stderr=subprocess.DEVNULL,
     )
     return time.perf_counter() - start
+
+
+def publish(out_dir: str, stem: str, table: str, results: dict) -> None:
+    """Print the Markdown table and the figures; write <stem>.md and <stem>.json under `out_dir`."""
+    print(table)
+    print(json.dumps(results, indent=2))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(table + "\n")

@@ -9,7 +9,6 @@ Prints a Markdown table and writes pruning.json and pruning.md under --out.
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from optuna.trial import TrialState
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import arguments, offline_reference, run_cli  # noqa: E402
+from common import arguments, offline_reference, publish, run_cli  # noqa: E402
 
 from pipeline.sweep import open_storage  # noqa: E402
 
@@ -41,7 +40,9 @@ def study_figures(work: Path, study_name: str, wall_s: float) -> dict:
         "wall_s": round(wall_s, 1),
         "train_steps": sum(steps_consumed(t) for t in trials),
         "best_val_f1": round(study.best_value, 4),
-        "trials": {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState if state.is_finished()},
+        "trials": {
+            state.name.lower(): sum(t.state == state for t in trials) for state in TrialState if state.is_finished()
+        },
     }
 
 
@@ -80,13 +81,7 @@ def main() -> None:
             f"| trials pruned | {with_p['trials']['pruned']} | {without['trials']['pruned']} | |",
         ]
     )
-    print(table)
-    report = {"results": results, "commands": commands}
-    print(json.dumps(report, indent=2))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pruning.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "pruning.md").write_text(table + "\n")
+    publish(args.out, "pruning", table, {"results": results, "commands": commands})
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.compare import compare
+from pipeline.compare import main as compare_cli
 from pipeline.methods import get_method, registered_methods
 from pipeline.runner import run_pipeline
 from tests.conftest import tiny_overrides
@@ -89,6 +90,9 @@ def test_comparison_table_and_plot_from_a_sweep_with_a_failed_run(tmp_path, tiny
     markdown = (out / "comparison.md").read_text()
     assert markdown.startswith("| method | status | test_accuracy") and "| tfidf_lr | ok |" in markdown
     assert (out / "accuracy_vs_params.png").stat().st_size > 10_000
+    assert compare_cli([str(sweep)]) == 0  # rebuilds the same table by hand
+    assert pd.read_csv(out / "comparison.csv").equals(table)
+    assert compare_cli([str(tmp_path / "nope")]) == 2
 
 
 def test_compare_experiment_sweeps_methods_and_a_bad_combination_does_not_stop_it(tmp_path, tiny_models, synthetic_csv):
