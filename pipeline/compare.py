@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from pipeline.atomic import atomic_dir, read_json, write_text  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
-from pipeline.tracking import store_locations  # noqa: E402
+from pipeline.tracking import open_experiment  # noqa: E402
 
 # (column, stage, metric in that stage's summary entry)
 COLUMNS = [
@@ -134,10 +134,9 @@ def compare(sweep_dir: Path, tracking_cfg: Any | None = None) -> Path:
         write_text(out / "comparison.md", to_markdown(frame))
         plot(frame, out / "accuracy_vs_params.png")
     if tracking_cfg is not None:
-        uri, _ = store_locations(tracking_cfg)
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(tracking_cfg.tracking.experiment)
-        with mlflow.start_run(run_name=f"comparison-{sweep_dir.name}"):
+        client, experiment_id = open_experiment(tracking_cfg)
+        mlflow.set_tracking_uri(client.tracking_uri)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"comparison-{sweep_dir.name}"):
             mlflow.set_tags({"kind": "comparison", "sweep_dir": str(sweep_dir)})
             mlflow.log_artifacts(str(out_dir), artifact_path=COMPARISON_DIR)
     return out_dir

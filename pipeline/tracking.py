@@ -35,6 +35,19 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
     return uri, (out / "mlartifacts").as_uri()
 
 
+def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
+    """A client on the configured store and the id of `tracking.experiment`, created with its artifact location."""
+    uri, artifact_root = store_locations(cfg)
+    client = MlflowClient(uri)
+    name = cfg.tracking.experiment
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return client, experiment.experiment_id
+    return client, client.create_experiment(
+        name, artifact_location=f"{artifact_root}/{name}" if artifact_root else None
+    )
+
+
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested config -> {"a.b.c": value}; lists become their string form (MLflow params are strings)."""
     flat: dict[str, Any] = {}
@@ -80,14 +93,10 @@ class _Terminated(KeyboardInterrupt):
 @contextmanager
 def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterator[Tracker]:
     """Start the MLflow run, log config/params/tags, and end it FINISHED, FAILED or KILLED."""
-    uri, artifact_root = store_locations(cfg)
-    mlflow.set_tracking_uri(uri)
+    client, experiment_id = open_experiment(cfg)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
     experiment = cfg.tracking.experiment
-    if mlflow.get_experiment_by_name(experiment) is None:
-        mlflow.create_experiment(
-            experiment, artifact_location=f"{artifact_root}/{experiment}" if artifact_root else None
-        )
-    mlflow.set_experiment(experiment)
     run_name = cfg.tracking.run_name or f"{cfg.method.name}-{run_dir.name}"
     run = mlflow.start_run(run_name=run_name, parent_run_id=cfg.trial.parent_run_id)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)

@@ -18,7 +18,6 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
@@ -34,7 +33,7 @@ from pipeline.sweep import (
     open_storage,
     worker_id,
 )
-from pipeline.tracking import store_locations
+from pipeline.tracking import open_experiment
 
 log = logging.getLogger(__name__)
 STUDY_TAG = "optuna.study"
@@ -192,19 +191,9 @@ class OptunaSweeper(Sweeper):
         trial.set_user_attr("train_steps", metrics.get("train/steps"))
         study.tell(trial, [float(metrics[o.metric]) for o in self.conf.objectives])
 
-    def tracking_client(self) -> tuple[MlflowClient, str]:
-        uri, artifact_root = store_locations(self.config)
-        client = MlflowClient(uri)
-        name = self.config.tracking.experiment
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            location = f"{artifact_root}/{name}" if artifact_root else None
-            return client, client.create_experiment(name, artifact_location=location)
-        return client, experiment.experiment_id
-
     def parent_run(self, study: optuna.Study) -> str:
         """The study's MLflow run (created once, reused on resume and by other workers)."""
-        client, experiment_id = self.tracking_client()
+        client, experiment_id = open_experiment(self.config)
         found = client.search_runs(
             [experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{study.study_name}' and tags.kind = 'study'"
         )
@@ -219,17 +208,11 @@ class OptunaSweeper(Sweeper):
 
     def summarise(self, study: optuna.Study, parent: str, sweep_dir: Path) -> None:
         """Best parameters and values, the trials table and Optuna's plots, on the parent run and on disk."""
-        client, _ = self.tracking_client()
+        client, _ = open_experiment(self.config)
         frame = study.trials_dataframe()
         states = frame["state"].value_counts().to_dict() if len(frame) else {}
-        best = (
-            [
-                {"number": t.number, "values": t.values, "params": t.params}
-                for t in (study.best_trials if len(self.directions) > 1 else [study.best_trial])
-            ]
-            if any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-            else []
-        )
+        # Optuna's best trials: the Pareto front, or the best trial(s) of one objective; none before one completes.
+        best = [{"number": t.number, "values": t.values, "params": t.params} for t in study.best_trials]
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             frame.to_csv(out / "trials.csv", index=False)
