@@ -123,6 +123,8 @@ class TrainConfig:
     sampling: Sampling = Sampling.group_by_length
     padding: Padding = Padding.dynamic
     precision: Precision = Precision.auto
+    optim: str = "adamw_torch_fused"  # any transformers OptimizerNames value; fused AdamW runs on CUDA and CPU
+    pin_memory: bool = True  # page-locked batches for faster host-to-GPU copies (no effect on CPU)
     dataloader_num_workers: int = 0
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat bit for bit regardless
 

@@ -37,13 +37,14 @@ STAGES = {
 
 
 def preflight(cfg: DictConfig, method: Method) -> None:
-    """Fail before any work on a model that cannot load or a method that cannot apply to it.
+    """Fail before any work on a model that cannot load, a method that cannot apply to it, or an unknown optimizer.
 
     The check builds the architecture on the meta device, so no weights are read.
     """
     path = resolve_model_path(cfg.model)
     if Stage.train not in {Stage(value(s)) for s in cfg.stages}:
         return
+    train.optimizer_name(cfg.train.optim)
     try:
         config = AutoConfig.from_pretrained(path, revision=cfg.model.revision, num_labels=2)
     except (OSError, ValueError) as exc:
@@ -91,8 +92,9 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
                 summary.setdefault("skipped", {})[stage.value] = skipped
             if stage == Stage.split:  # the exact rows of each split, for comparing runs
                 manifest["splits_index_sha256"] = result.index_sha256
-            elif stage == Stage.train:  # peak CUDA memory, or peak RSS on CPU
+            elif stage == Stage.train:  # peak CUDA memory (or peak RSS on CPU) and what training ran on
                 manifest["train_peak_memory_mb"] = result.peak_memory_mb
+                manifest["train_runtime"] = result.runtime
             else:
                 continue
             write_json(manifest_path, manifest)

@@ -48,6 +48,7 @@ def last_run(output_dir: Path):
             "method.target_modules=[query,nope]",
             "method.target_modules: ['nope'] not found in BertForSequenceClassification",
         ),
+        ("train.optim=adamw_nope", "train.optim: 'adamw_nope' is not a transformers optimizer"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_a_failed_run(tmp_path, tiny_models, synthetic_csv, override, field):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 from transformers import Trainer
 
@@ -77,6 +78,14 @@ def test_manifest_records_code_inputs_machine_and_splits(reference, synthetic_cs
     assert manifest["splits_index_sha256"] == results["split"].index_sha256
     assert "cudnn_deterministic" in manifest["determinism"]
     assert manifest["train_peak_memory_mb"] > 0
+    # The GPU path when there is one (bf16 where supported, TF32, pinned batches), plain fp32 on CPU.
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    runtime = manifest["train_runtime"]
+    assert runtime["device"] == ("cuda" if cuda else "cpu") and runtime["optim"] == "adamw_torch_fused"
+    assert runtime["precision"] == ("bf16" if bf16 else "fp32")
+    assert runtime["tf32"] is cuda and runtime["pin_memory"] is cuda
+    assert ("gpu" in runtime) is cuda and ("gpu" in manifest["hardware"]) is cuda
     run = client_for(out).get_run(json.loads((out / "a" / "summary.json").read_text())["mlflow_run_id"])
     contexts = {tag.value for d in run.inputs.dataset_inputs for tag in d.tags if tag.key == "mlflow.data.context"}
     assert contexts == {"train", "validation", "test"}

@@ -16,10 +16,12 @@ from torch.utils.data import Sampler
 from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import EvalPrediction
+from transformers.training_args import OptimizerNames
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.config import value
 from pipeline.context import RunContext
+from pipeline.errors import PipelineError
 from pipeline.methods import Baseline
 from pipeline.metrics import classification_metrics, scalar_metrics
 from pipeline.models import ParameterCounts, count_parameters
@@ -38,6 +40,7 @@ class TrainResult:
     peak_memory_mb: float
     saved_mb: float  # what the method saved (adapter, trained tensors or whole model), tokenizer excluded
     steps: int  # optimizer steps taken (0 for a baseline)
+    runtime: dict[str, Any]  # what training ran on (device, GPU, precision, optimizer), for the manifest
 
     def metrics(self) -> dict[str, float]:
         out = self.params.as_metrics()
@@ -108,6 +111,31 @@ def precision_flags(precision: str) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16", "tf32": cuda}
 
 
+def optimizer_name(name: str) -> str:
+    """Check `train.optim` against transformers' optimizer names before any work starts."""
+    if name not in {o.value for o in OptimizerNames}:
+        raise PipelineError(
+            f"train.optim: {name!r} is not a transformers optimizer; expected an OptimizerNames value such as "
+            "adamw_torch_fused, adamw_torch, adafactor or sgd"
+        )
+    return name
+
+
+def runtime_info(args: TrainingArguments) -> dict[str, Any]:
+    """What the Trainer actually ran with: device, GPU, resolved precision, TF32, optimizer, pinned memory."""
+    cuda = args.device.type == "cuda"
+    info: dict[str, Any] = {
+        "device": args.device.type,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "tf32": bool(args.tf32),
+        "optim": value(args.optim),
+        "pin_memory": bool(args.dataloader_pin_memory and cuda),
+    }
+    if cuda:
+        info["gpu"] = torch.cuda.get_device_name(args.device)
+    return info
+
+
 def peak_memory_mb() -> float:
     """Peak CUDA memory allocated if on GPU, else the process's peak RSS."""
     if torch.cuda.is_available():
@@ -166,6 +194,8 @@ def training_arguments(ctx: RunContext) -> TrainingArguments:
         greater_is_better=value(t.metric_for_best_model) != "loss",
         logging_steps=t.logging_steps,
         train_sampling_strategy=value(t.sampling),
+        optim=optimizer_name(t.optim),
+        dataloader_pin_memory=t.pin_memory,
         dataloader_num_workers=t.dataloader_num_workers,
         seed=ctx.cfg.seed,
         data_seed=ctx.cfg.seed,
@@ -203,6 +233,7 @@ def fit_baseline(ctx: RunContext, method: Baseline) -> TrainResult:
         peak_memory_mb=peak_memory_mb(),
         saved_mb=saved,
         steps=0,
+        runtime={"device": "cpu", "library": "scikit-learn"},
     )
     write_json(ctx.layout.train / "result.json", result.metrics())
     ctx.tracker.artifact(ctx.layout.model, "model")
@@ -241,6 +272,8 @@ def run(ctx: RunContext) -> TrainResult:
     checkpoints = sorted(ctx.layout.checkpoints.glob("checkpoint-*")) if ctx.layout.checkpoints.is_dir() else []
     resume_from = bool(cfg.resume and checkpoints)  # the Trainer restores weights, optimizer, scheduler and RNGs
     ctx.tracker.tags({"resumed_from_checkpoint": resume_from})
+    if torch.cuda.is_available():  # peak memory of this training alone, not of earlier stages in the process
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=True if resume_from else None)
     wall = time.perf_counter() - start
@@ -264,6 +297,7 @@ def run(ctx: RunContext) -> TrainResult:
         peak_memory_mb=peak_memory_mb(),
         saved_mb=saved,
         steps=state.global_step,
+        runtime=runtime_info(trainer.args),
     )
     write_json(
         ctx.layout.train / "result.json",
