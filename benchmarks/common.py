@@ -35,13 +35,15 @@ def offline_reference(data_dir: str, output_dir: Path, experiment: str) -> list[
 def run_cli(args: list[str]) -> float:
     """Run `python -m pipeline ARGS` in a fresh process; return its wall time in seconds."""
     start = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
         cwd=REPO,
-        check=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    if done.returncode != 0:
+        sys.exit(f"pipeline {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 

@@ -1,13 +1,13 @@
 """Benchmark suite (`make bench`): ratios measured side by side in one run on this machine, saved with
 machine info to benchmarks/results.json and benchmarks/results.md.
 
-  1. training samples/s and peak memory per method (model=minilm, AG News subset)
+  1. training samples/s and peak memory per method (model=minilm, AG News subset; --methods picks them)
   2. pipeline overhead: our train stage vs a plain Trainer script doing the same training (one epoch)
   3. dynamic padding + length grouping vs padding every row to max_length
   4. share of training wall time spent in periodic validation, default settings, offline reference run
   5. inference latency (batch 1) and throughput (batch 32): PyTorch vs ONNX fp32 vs ONNX int8
 
-    python benchmarks/suite.py [--data-dir ../shared/data/ag_news_csv] [--rows 2000] [--steps 60]
+    python benchmarks/suite.py [--data-dir ../shared/data/ag_news_csv] [--rows 2000] [--steps 60] [--methods lora,full]
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from pipeline.predict import OnnxPredictor, TorchPredictor  # noqa: E402
 
 
 def pipeline(work: Path, name: str, overrides: list[str]) -> dict:
-    """Run the pipeline in a fresh process; return its summary's stage figures."""
+    """Run the pipeline in a fresh process; return its summary's stage figures and the process's wall time."""
     run_dir = work / name
-    run_cli([*overrides, f"hydra.run.dir={run_dir}"])
-    return json.loads((run_dir / "summary.json").read_text())["stages"]
+    wall = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
+    return {**json.loads((run_dir / "summary.json").read_text())["stages"], "process_wall_s": wall}
 
 
 def latency(predictor, texts: list[str], batch: int, repeats: int) -> dict[str, float]:
@@ -57,15 +57,22 @@ def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--rows", type=int, default=2000, help="AG News rows for the short training runs")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per short training run")
+    parser.add_argument("--methods", default="lora,full", help="comma-separated methods for measurement 1")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     base = [*offline_reference(args.data_dir, work, "bench"), "cache=off"]
     short = [*base, f"data.max_samples={args.rows}", f"train.max_steps={args.steps}", "stages=[split,tokenize,train]"]
     results: dict = {"machine": hardware(), "rows": args.rows, "steps": args.steps}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:
+        """Write what is measured so far, so a later failure keeps the earlier figures."""
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     # 1. per method; 2. overhead (plain Trainer on the LoRA run's own tokenized data)
-    methods = {"lora": [], "full": ["train.learning_rate=5e-5"]}
-    per_method = {m: pipeline(work, m, [*short, f"method={m}", *extra])["train"] for m, extra in methods.items()}
+    methods = list(dict.fromkeys(["lora", "full", *args.methods.split(",")]))  # lora and full: the ratios below
+    per_method = {m: pipeline(work, m, [*short, f"method={m}"])["train"] for m in methods}
     results["methods"] = {
         m: {
             "samples_per_s": t["samples_per_s"],
@@ -74,6 +81,7 @@ def main() -> None:
         }
         for m, t in per_method.items()
     }
+    save()
     plain = json.loads(
         subprocess.run(
             [
@@ -105,6 +113,7 @@ def main() -> None:
         "pipeline_samples_per_s": no_eval["samples_per_s"],
         "time_ratio_pipeline_over_plain": plain["samples_per_s"] / no_eval["samples_per_s"],
     }
+    save()
 
     # 3. padding
     padded = pipeline(work, "max_length", [*short, "train.padding=max_length", "train.sampling=random"])["train"]
@@ -116,11 +125,12 @@ def main() -> None:
 
     # 4. the offline reference run with default settings, then 5. inference on what it exported
     reference = pipeline(work, "reference", base)  # every stage, default settings
-    results["reference_run"] = reference
+    results["reference_run"] = reference  # per stage, and the whole process (imports included)
     results["eval_share"] = {
         "eval_share_pct": reference["train"]["eval_share_pct"],
         "train_wall_s": reference["train"]["wall_s"],
     }
+    save()
     texts = load_from_disk(str(work / "reference" / "split" / "dataset"))["test"]["text"][:256]
     export_dir = work / "reference" / "export"
     backends = {
@@ -135,6 +145,8 @@ def main() -> None:
     results["export_accuracy"] = {k: reference["export"][f"{k}_test_accuracy"] for k in ("fp32", "int8")}
 
     inf = results["inference"]
+    gpu = results["machine"].get("gpu")
+    memory = "peak CUDA memory allocated" if gpu else "peak RSS"
     rows = [
         (
             "training samples/s, LoRA vs full",
@@ -142,7 +154,7 @@ def main() -> None:
             f"{ours / per_method['full']['samples_per_s']:.2f}x",
         ),
         (
-            "peak RSS, LoRA vs full (MB)",
+            f"{memory}, LoRA vs full (MB)",
             f"{per_method['lora']['peak_memory_mb']:.0f} vs {per_method['full']['peak_memory_mb']:.0f}",
             f"{per_method['lora']['peak_memory_mb'] / per_method['full']['peak_memory_mb']:.2f}x",
         ),
@@ -172,6 +184,18 @@ def main() -> None:
                 f"{torch_ms / inf['onnx_int8'][batch]['median_ms']:.2f}x",
             )
         )
+    rows += [
+        (f"training samples/s and {memory} (MB), {m}", f"{t['samples_per_s']:.1f}; {t['peak_memory_mb']:.0f}", "")
+        for m, t in per_method.items()
+        if m not in ("lora", "full")
+    ]
+    rows.append(
+        (
+            "offline reference run, all stages (train stage / whole process, s)",
+            f"{reference['train']['wall_s']:.1f} / {reference['process_wall_s']:.1f}",
+            "",
+        )
+    )
     acc = results["export_accuracy"]
     rows.append(
         (
@@ -184,12 +208,14 @@ def main() -> None:
         ["| measurement | figures | ratio |", "|---|---|---|", *(f"| {a} | {b} | {c} |" for a, b, c in rows)]
     )
     machine = results["machine"]
-    header = f"Machine: {machine['cpu']}, {machine['cores']} cores. {args.rows} rows / {args.steps} steps for runs 1-3."
+    device = f"{gpu['name']}, " if gpu else ""
+    header = (
+        f"Machine: {device}{machine['cpu']}, {machine['cores']} cores. "
+        f"{args.rows} rows / {args.steps} steps for runs 1-3."
+    )
     print(header)
     print(table)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    save()
     (out / "results.md").write_text(header + "\n\n" + table + "\n")
 
 
