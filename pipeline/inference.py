@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -15,6 +16,26 @@ MODEL_INPUTS = ["input_ids", "attention_mask"]
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def exact_fp32() -> Iterator[None]:
+    """IEEE fp32 matmuls inside, for parity checks: the Trainer turns TF32 on for the whole process on a GPU,
+    and its 10-bit mantissas put ~1e-3 noise on logits, ten times the merge and export tolerances."""
+    if hasattr(torch.backends, "fp32_precision"):  # torch >= 2.9, the API transformers sets TF32 through
+        saved = torch.backends.fp32_precision
+        torch.backends.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            torch.backends.fp32_precision = saved
+        return
+    saved_flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved_flags
 
 
 def padded_batches(

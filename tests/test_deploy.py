@@ -39,6 +39,24 @@ def test_int8_export_is_smaller_and_close_to_fp32(lora_run):
     assert abs(results["export"].metrics()["int8_accuracy_drop_pts"]) <= 10  # tiny random model: loose bound
 
 
+def test_a_quantizer_that_cannot_infer_shapes_gives_a_one_line_error(lora_run, tmp_path, monkeypatch):
+    """onnxruntime 1.30 fails shape inference on the exported graph; the user gets the field and the fix."""
+    import onnxruntime.quantization
+    from onnx.shape_inference import InferenceError
+
+    from pipeline.errors import PipelineError
+    from pipeline.stages.export import quantize_int8
+
+    def fails(*args, **kwargs):
+        raise InferenceError("[ShapeInferenceError] Inferred shape and existing shape differ in dimension 0")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quantize_dynamic", fails)
+    cfg, run_dir, _ = lora_run
+    with pytest.raises(PipelineError, match=r"^stage\.export\.int8: onnxruntime .* onnxruntime>=1\.32"):
+        quantize_int8(run_dir / "export" / "model.onnx", tmp_path / "model.int8.onnx")
+    assert not (tmp_path / "model.int8.onnx").exists()
+
+
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8", "pytorch"])
 def test_predict_cli_writes_labels_and_probabilities_and_reports_bad_rows(lora_run, tmp_path, capsys, backend):
     _, run_dir, _ = lora_run

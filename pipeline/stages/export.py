@@ -14,7 +14,7 @@ from torch import nn
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
-from pipeline.inference import MODEL_INPUTS, padded_batches, predict_logits
+from pipeline.inference import MODEL_INPUTS, exact_fp32, padded_batches, predict_logits
 from pipeline.metrics import classification_metrics
 from pipeline.serving import log_classifier
 
@@ -67,9 +67,16 @@ def onnx_logits(session: ort.InferenceSession, batch: dict[str, torch.Tensor]) -
 
 def quantize_int8(fp32: Path, int8: Path) -> None:
     """Dynamic int8 quantization of the linear layers' weights, one scale per output channel."""
+    from onnx.shape_inference import InferenceError
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    try:
+        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8, per_channel=True)
+    except InferenceError as exc:  # seen with onnxruntime 1.30 on the exported graph; 1.32 quantizes it
+        raise PipelineError(
+            f"stage.export.int8: onnxruntime {ort.__version__} cannot quantize this graph ({exc}); "
+            "use onnxruntime>=1.32 or stage.export.int8=false"
+        ) from exc
 
 
 def check_variant(path: Path, reference: np.ndarray, parity: dict, test: Dataset, ctx: RunContext) -> dict[str, float]:
@@ -92,7 +99,8 @@ def run(ctx: RunContext) -> ExportResult:
     model = ctx.deployable_model().eval().cpu()
     parity_rows = test.select(range(min(cfg.n_parity_samples, len(test))))
     parity = next(padded_batches(parity_rows, ctx.tokenizer, len(parity_rows)))
-    reference = predict_logits(model, parity_rows, ctx.tokenizer, len(parity_rows))
+    with exact_fp32():  # ONNX Runtime computes in IEEE fp32 on CPU
+        reference = predict_logits(model, parity_rows, ctx.tokenizer, len(parity_rows))
     with atomic_dir(ctx.layout.export) as out:
         export_onnx(model, next(padded_batches(parity_rows, ctx.tokenizer, 2)), out / "model.onnx", cfg.opset)
         variants = {"fp32": check_variant(out / "model.onnx", reference, parity, test, ctx)}

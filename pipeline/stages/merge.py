@@ -10,7 +10,7 @@ from datasets import load_from_disk
 from pipeline.atomic import atomic_dir
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
-from pipeline.inference import predict_logits
+from pipeline.inference import exact_fp32, predict_logits
 
 
 @dataclass
@@ -30,9 +30,10 @@ def run(ctx: RunContext) -> MergeResult:
     test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
     batch = test.select(range(min(cfg.n_samples, len(test))))
     model = ctx.trained_model(full_precision=True)  # QLoRA's adapter merges into the full-precision base
-    before = predict_logits(model, batch, ctx.tokenizer, cfg.n_samples)
-    merged = ctx.method.merge(model)
-    after = predict_logits(merged, batch, ctx.tokenizer, cfg.n_samples)
+    with exact_fp32():
+        before = predict_logits(model, batch, ctx.tokenizer, cfg.n_samples)
+        merged = ctx.method.merge(model)
+        after = predict_logits(merged, batch, ctx.tokenizer, cfg.n_samples)
     diff = float(np.abs(before - after).max())
     if diff > cfg.atol:
         raise PipelineError(f"stage.merge.atol: merged logits differ from unmerged by {diff:.3g} > {cfg.atol}")
