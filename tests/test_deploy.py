@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
@@ -37,6 +38,7 @@ def test_int8_export_is_smaller_and_close_to_fp32(lora_run):
     fp32, int8 = results["export"].variants["fp32"], results["export"].variants["int8"]
     assert int8["size_mb"] < fp32["size_mb"]  # the tiny model is mostly embeddings, which stay float
     assert abs(results["export"].metrics()["int8_accuracy_drop_pts"]) <= 10  # tiny random model: loose bound
+    assert 0.5 <= int8["agreement_with_fp32"] <= 1.0
 
 
 def test_a_quantizer_that_cannot_infer_shapes_gives_a_one_line_error(lora_run, tmp_path, monkeypatch):
@@ -74,6 +76,17 @@ def test_predict_cli_writes_labels_and_probabilities_and_reports_bad_rows(lora_r
     probs = good[["prob_alpha", "prob_beta", "prob_gamma"]].astype(float).sum(axis=1)
     assert ((probs - 1).abs() < 1e-4).all()
     assert "2 row(s) skipped" in capsys.readouterr().err
+
+
+def test_predict_batches_by_length_but_returns_rows_in_input_order(lora_run):
+    _, run_dir, _ = lora_run
+    predictor = OnnxPredictor(run_dir / "export")
+    frame = pd.DataFrame({"text": ["a much longer text " * 8, "short", "", "a medium length text here", "mid"]})
+    batched = predict_frame(predictor, frame, "text", batch_size=2)
+    for i in (0, 1, 3, 4):  # each row alone: no padding, no neighbours
+        alone = predict_frame(predictor, frame.iloc[[i]].reset_index(drop=True), "text", batch_size=1)
+        assert np.allclose(batched.filter(like="prob_").iloc[i], alone.filter(like="prob_").iloc[0], atol=1e-5)
+    assert batched.loc[2, "error"] and batched["text"].tolist() == frame["text"].tolist()
 
 
 def test_predict_cli_bad_arguments_exit_2(lora_run, tmp_path, capsys):

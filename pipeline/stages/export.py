@@ -14,7 +14,7 @@ from torch import nn
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
-from pipeline.inference import MODEL_INPUTS, exact_fp32, padded_batches, predict_logits
+from pipeline.inference import MODEL_INPUTS, exact_fp32, length_order, padded_batches, predict_logits
 from pipeline.metrics import classification_metrics
 from pipeline.serving import log_classifier
 
@@ -79,15 +79,18 @@ def quantize_int8(fp32: Path, int8: Path) -> None:
         ) from exc
 
 
-def check_variant(path: Path, reference: np.ndarray, parity: dict, test: Dataset, ctx: RunContext) -> dict[str, float]:
-    """Run an ONNX file on the parity batch and the whole test split."""
+def check_variant(
+    path: Path, reference: np.ndarray, parity: dict, test: Dataset, ctx: RunContext
+) -> tuple[dict[str, float], np.ndarray]:
+    """Run an ONNX file on the parity batch and the whole test split; return its figures and test predictions."""
     cfg = ctx.cfg.stage.export
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     diff = float(np.abs(reference - onnx_logits(session, parity)).max())
     logits = np.concatenate([onnx_logits(session, b) for b in padded_batches(test, ctx.tokenizer, cfg.batch_size)])
-    accuracy = classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels)["accuracy"]
+    predictions = logits.argmax(-1)
+    accuracy = classification_metrics(predictions, np.asarray(test["labels"]), ctx.labels)["accuracy"]
     size_mb = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20  # + external data
-    return {"max_abs_logit_diff": diff, "test_accuracy": accuracy, "size_mb": size_mb}
+    return {"max_abs_logit_diff": diff, "test_accuracy": accuracy, "size_mb": size_mb}, predictions
 
 
 def run(ctx: RunContext) -> ExportResult:
@@ -101,15 +104,20 @@ def run(ctx: RunContext) -> ExportResult:
     parity = next(padded_batches(parity_rows, ctx.tokenizer, len(parity_rows)))
     with exact_fp32():  # ONNX Runtime computes in IEEE fp32 on CPU
         reference = predict_logits(model, parity_rows, ctx.tokenizer, len(parity_rows))
+    # Scored in length order, as predict and the served model batch: dynamic int8 takes each batch's activation
+    # range, padding included, so padded batches cost it accuracy (the int8 gap on AG News halved in this order).
+    test = test.select(length_order(test))
     with atomic_dir(ctx.layout.export) as out:
         export_onnx(model, next(padded_batches(parity_rows, ctx.tokenizer, 2)), out / "model.onnx", cfg.opset)
-        variants = {"fp32": check_variant(out / "model.onnx", reference, parity, test, ctx)}
-        if variants["fp32"]["max_abs_logit_diff"] > cfg.atol:
-            diff = variants["fp32"]["max_abs_logit_diff"]
+        fp32, fp32_predictions = check_variant(out / "model.onnx", reference, parity, test, ctx)
+        variants = {"fp32": fp32}
+        if fp32["max_abs_logit_diff"] > cfg.atol:
+            diff = fp32["max_abs_logit_diff"]
             raise PipelineError(f"stage.export.atol: ONNX logits differ from PyTorch by {diff:.3g} > {cfg.atol}")
         if cfg.int8:
             quantize_int8(out / "model.onnx", out / "model.int8.onnx")
-            variants["int8"] = check_variant(out / "model.int8.onnx", reference, parity, test, ctx)
+            int8, int8_predictions = check_variant(out / "model.int8.onnx", reference, parity, test, ctx)
+            variants["int8"] = {**int8, "agreement_with_fp32": float(np.mean(int8_predictions == fp32_predictions))}
         ctx.tokenizer.save_pretrained(str(out))  # the folder is self-contained: model(s), tokenizer, labels
         write_json(out / "labels.json", ctx.labels)
         write_json(
