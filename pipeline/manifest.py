@@ -68,6 +68,14 @@ def determinism() -> dict[str, Any]:
     }
 
 
+def installed_packages() -> dict[str, str]:
+    """Name -> version of what imports: where a package sits twice on sys.path, the first copy wins, as in import."""
+    found: dict[str, str] = {}
+    for dist in distributions():  # in sys.path order
+        found.setdefault(dist.metadata["Name"], dist.version)
+    return dict(sorted(found.items()))
+
+
 def build_manifest(cfg: Any, overrides: list[str]) -> dict[str, Any]:
     return {
         "git": git_state(),
@@ -76,7 +84,7 @@ def build_manifest(cfg: Any, overrides: list[str]) -> dict[str, Any]:
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "hardware": hardware(),
         "determinism": determinism(),
-        "packages": {d.metadata["Name"]: d.version for d in sorted(distributions(), key=lambda d: d.metadata["Name"])},
+        "packages": installed_packages(),
         "data": {
             "source": value(cfg.data.source),
             "hub_dataset": cfg.data.name,

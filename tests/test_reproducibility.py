@@ -127,3 +127,15 @@ def test_interrupted_training_is_killed_then_resumes_to_the_same_metrics(referen
     assert resumed == scores(first)
     run = client_for(out).get_run(summary["mlflow_run_id"])
     assert run.data.tags["resumed_from_checkpoint"] == "True" and run.info.status == "FINISHED"
+
+
+def test_manifest_records_the_package_copy_that_imports(tmp_path, monkeypatch):
+    """With two copies of a package on sys.path (a --target install over a system one), the first one imports."""
+    from pipeline.manifest import installed_packages
+
+    for folder, version in (("second", "1.0"), ("first", "2.0")):  # prepend: "first" ends up ahead
+        info = tmp_path / folder / f"twice_installed-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: twice-installed\nVersion: {version}\n")
+        monkeypatch.syspath_prepend(str(tmp_path / folder))
+    assert installed_packages()["twice-installed"] == "2.0"

@@ -129,7 +129,7 @@ def runtime_info(args: TrainingArguments) -> dict[str, Any]:
         "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
         "tf32": bool(args.tf32),
         "optim": value(args.optim),
-        "pin_memory": bool(args.dataloader_pin_memory and cuda),
+        "pin_memory": args.dataloader_pin_memory,
     }
     if cuda:
         info["gpu"] = torch.cuda.get_device_name(args.device)
@@ -195,7 +195,7 @@ def training_arguments(ctx: RunContext) -> TrainingArguments:
         logging_steps=t.logging_steps,
         train_sampling_strategy=value(t.sampling),
         optim=optimizer_name(t.optim),
-        dataloader_pin_memory=t.pin_memory,
+        dataloader_pin_memory=t.pin_memory and torch.cuda.is_available(),  # pinning needs a GPU to copy to
         dataloader_num_workers=t.dataloader_num_workers,
         seed=ctx.cfg.seed,
         data_seed=ctx.cfg.seed,
