@@ -92,7 +92,7 @@ def predict_frame(predictor: Predictor, frame: pd.DataFrame, text_column: str, b
     valid = texts.map(lambda t: isinstance(t, str) and t.strip() != "").to_numpy()
     probs = np.full((len(frame), len(predictor.labels)), np.nan)
     rows = np.flatnonzero(valid)
-    # Similar lengths per batch: less padding, so faster, and closer to fp32 for dynamic int8 (see export).
+    # Similar lengths per batch: less padding, so faster (the export stage scores int8 in the same order).
     rows = rows[np.argsort(texts.iloc[rows].str.len().to_numpy(), kind="stable")]
     for start in range(0, len(rows), batch_size):
         batch = rows[start : start + batch_size]
