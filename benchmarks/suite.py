@@ -7,7 +7,8 @@ machine info to benchmarks/results.json and benchmarks/results.md.
   4. share of training wall time spent in periodic validation, default settings, offline reference run
   5. inference latency (batch 1) and throughput (batch 32): PyTorch vs ONNX fp32 vs ONNX int8
 
-    python benchmarks/suite.py [--data-dir ../shared/data/ag_news_csv] [--rows 2000] [--steps 60] [--methods lora,full]
+    python benchmarks/suite.py [--data-dir ../shared/data/ag_news_csv] [--rows 2000] [--steps 60]
+        [--methods lora,full,adapter,ia3,prefix]
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main() -> None:
     parser = arguments(__doc__)
     parser.add_argument("--rows", type=int, default=2000, help="AG News rows for the short training runs")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per short training run")
-    parser.add_argument("--methods", default="lora,full", help="comma-separated methods for measurement 1")
+    parser.add_argument("--methods", default="lora,full,adapter,ia3,prefix", help="methods for measurement 1")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     base = [*offline_reference(args.data_dir, work, "bench"), "cache=off"]
