@@ -18,6 +18,13 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolved_precision(name: str) -> str:
+    """`auto` -> bf16 on a GPU that supports it, else fp32; any other name is returned as given."""
+    if name != "auto":
+        return name
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
 @contextmanager
 def exact_fp32() -> Iterator[None]:
     """IEEE fp32 matmuls inside, for parity checks: the Trainer turns TF32 on for the whole process on a GPU,

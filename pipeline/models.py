@@ -85,6 +85,21 @@ class ParameterCounts:
         return metrics
 
 
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The pretrained encoder inside a transformers classifier (`model.bert`, `model.distilbert`, ...)."""
+    return getattr(model, model.base_model_prefix)
+
+
+def head_module_names(model: nn.Module) -> list[str]:
+    """Top-level modules with weights outside the encoder: the new classification head (classifier,
+    and pre_classifier on DistilBERT)."""
+    return [
+        name
+        for name, child in model.named_children()
+        if name != model.base_model_prefix and any(True for _ in child.parameters())
+    ]
+
+
 def numel(param: nn.Parameter) -> int:
     """Logical parameter count; bitsandbytes packs two 4-bit values per storage byte."""
     if type(param).__name__ == "Params4bit":
@@ -99,8 +114,7 @@ def count_parameters(model: nn.Module) -> ParameterCounts:
     DistilBERT's `pre_classifier`, and prompt-learning methods keep their own weights outside the base model.
     """
     base = getattr(model, "get_base_model", lambda: model)()
-    encoder_prefix = getattr(base, "base_model_prefix", None)
-    head_ids = {id(p) for name, child in base.named_children() if name != encoder_prefix for p in child.parameters()}
+    head_ids = {id(p) for name in head_module_names(base) for p in getattr(base, name).parameters()}
     total = trainable = head = 0
     for name, param in model.named_parameters():
         if "original_module" in name:  # peft keeps a frozen copy of each module it saves; counted once

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 (registers the config)
+from pipeline.atomic import write_bytes
 from pipeline.errors import PipelineError
 from pipeline.sweep import (
     PRUNER_ATTR,
@@ -220,7 +221,7 @@ class OptunaSweeper(Sweeper):
             plot_study(study, self.directions, out)
             client.log_artifacts(parent, str(out), "study")
             for path in out.iterdir():  # a copy beside the trial directories
-                (sweep_dir / path.name).write_bytes(path.read_bytes())
+                write_bytes(sweep_dir / path.name, path.read_bytes())
         for state, count in states.items():
             client.log_metric(parent, f"trials_{state.lower()}", float(count))
         if best and len(self.directions) == 1:

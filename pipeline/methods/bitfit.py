@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from pipeline.methods import Method, MethodConfig, register_method
-from pipeline.methods.peft_family import head_module_names
+from pipeline.models import head_module_names
 
 WEIGHTS = "bitfit.safetensors"
 

@@ -20,21 +20,6 @@ def linear_module_names(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
 
 
-def encoder_of(model: nn.Module) -> nn.Module:
-    """The pretrained encoder inside a transformers classifier (`model.bert`, `model.distilbert`, ...)."""
-    return getattr(model, model.base_model_prefix)
-
-
-def head_module_names(model: nn.Module) -> list[str]:
-    """Top-level modules with weights outside the encoder: the new classification head (classifier,
-    and pre_classifier on DistilBERT)."""
-    return [
-        name
-        for name, child in model.named_children()
-        if name != model.base_model_prefix and any(True for _ in child.parameters())
-    ]
-
-
 def resolve_target_modules(spec: Any, model_cfg: Any, model: nn.Module) -> list[str] | str:
     """Turn `method.target_modules` (a named set of the model config, or a list) into module suffixes.
 

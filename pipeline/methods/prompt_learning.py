@@ -15,7 +15,8 @@ from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, Ta
 from torch import nn
 
 from pipeline.methods import MethodConfig, register_method
-from pipeline.methods.peft_family import PeftMethod, encoder_of
+from pipeline.methods.peft_family import PeftMethod
+from pipeline.models import encoder_of
 
 
 def encoder_shape(model: nn.Module) -> dict[str, int]:

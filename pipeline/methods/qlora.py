@@ -16,6 +16,7 @@ from torch import nn
 from transformers import BitsAndBytesConfig
 
 from pipeline.errors import PipelineError
+from pipeline.inference import resolved_precision
 from pipeline.methods import register_method
 from pipeline.methods.lora import Lora, LoraMethodConfig
 
@@ -32,12 +33,12 @@ class QloraMethodConfig(LoraMethodConfig):
 
 
 def compute_dtype(name: str) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    """The 4-bit layers' compute dtype; `auto` resolves as train.precision does."""
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if name not in dtypes:
+    resolved = resolved_precision(name)
+    if resolved not in dtypes:
         raise PipelineError(f"method.compute_dtype: unknown {name!r}; expected auto or one of {sorted(dtypes)}")
-    return dtypes[name]
+    return dtypes[resolved]
 
 
 @register_method

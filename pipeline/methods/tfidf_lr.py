@@ -38,6 +38,8 @@ class TfidfLogisticRegression(Baseline):
     export_skip_reason = "a scikit-learn pipeline has no ONNX exporter in this stack (skl2onnx is not a dependency)"
 
     def fit(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Pipeline, float]:
+        if not cfg.c_grid:
+            raise PipelineError("method.c_grid: needs at least one value")
         vectorizer = TfidfVectorizer(
             max_features=cfg.max_features,
             ngram_range=(1, cfg.ngram_max),
@@ -52,8 +54,7 @@ class TfidfLogisticRegression(Baseline):
             score = f1_score(validation[1], lr.predict(val_features), average="macro")
             if best is None or score > best[0]:
                 best = (score, lr)
-        if best is None:
-            raise PipelineError("method.c_grid: needs at least one value")
+        assert best is not None  # c_grid is not empty (checked above)
         return Pipeline([("tfidf", vectorizer), ("lr", best[1])]), float(best[0])
 
     def n_parameters(self, fitted: Pipeline) -> int:

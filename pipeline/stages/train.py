@@ -22,6 +22,7 @@ from pipeline.atomic import atomic_dir, write_json
 from pipeline.config import value
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
+from pipeline.inference import resolved_precision
 from pipeline.methods import Baseline
 from pipeline.metrics import classification_metrics, scalar_metrics
 from pipeline.models import ParameterCounts, count_parameters
@@ -105,10 +106,8 @@ class MlflowStepLogger(TrainerCallback):
 
 def precision_flags(precision: str) -> dict[str, bool]:
     """bf16 where the GPU supports it (auto), plain fp32 on CPU; TF32 matmuls on CUDA."""
-    cuda = torch.cuda.is_available()
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16", "tf32": cuda}
+    precision = resolved_precision(precision)
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16", "tf32": torch.cuda.is_available()}
 
 
 def optimizer_name(name: str) -> str:

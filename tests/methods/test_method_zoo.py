@@ -173,3 +173,10 @@ def test_tfidf_baseline_picks_c_on_validation_and_counts_coefficients(tmp_path):
     method.save(fitted, tmp_path)
     scores = method.logits(tmp_path, texts[60:])
     assert scores.shape == (30, 3) and (scores.argmax(-1) == ids[60:]).all()
+
+
+def test_tfidf_baseline_rejects_an_empty_c_grid_before_fitting():
+    method = get_method("tfidf_lr")
+    cfg = OmegaConf.structured(method.config_cls(c_grid=[]))
+    with pytest.raises(PipelineError, match=r"^method\.c_grid: "):
+        method.fit((None, None), (None, None), cfg, seed=0)  # never reaches the vectorizer
