@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import arguments, publish  # noqa: E402
 
-from pipeline.predict import OnnxPredictor  # noqa: E402
+from pipeline.tasks.classification import OnnxPredictor  # noqa: E402
 
 
 def predictions(predictor: OnnxPredictor, texts: list[str], batch_size: int, by_length: bool) -> np.ndarray:

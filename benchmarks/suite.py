@@ -31,7 +31,7 @@ from common import REPO, arguments, offline_reference, run_cli  # noqa: E402
 sys.path.insert(0, str(REPO))
 
 from pipeline.manifest import hardware  # noqa: E402
-from pipeline.predict import OnnxPredictor, TorchPredictor  # noqa: E402
+from pipeline.tasks.classification import OnnxPredictor, TorchPredictor  # noqa: E402
 
 
 def pipeline(work: Path, name: str, overrides: list[str]) -> dict:

@@ -15,7 +15,6 @@ from omegaconf import DictConfig
 from pipeline.atomic import write_text
 from pipeline.config import register_configs
 from pipeline.errors import PipelineError
-from pipeline.runner import run_pipeline
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("pipeline")
@@ -26,6 +25,8 @@ register_configs()
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     """Returns the run's metrics (`<stage>/<metric>`) to a sweeper, or `{"error": ...}` for a bad combination."""
+    from pipeline.runner import run_pipeline  # torch, transformers and peft load only once a run starts
+
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:

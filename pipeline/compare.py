@@ -22,12 +22,11 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from pipeline.atomic import atomic_dir, read_json, write_text  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.tasks import DEFAULT_TASK, Task, get_task  # noqa: E402
 from pipeline.tracking import open_experiment  # noqa: E402
 
-# (column, stage, metric in that stage's summary entry)
+# (column, stage, metric in that stage's summary entry); the task's test metrics come first (task_columns)
 COLUMNS = [
-    ("test_accuracy", "evaluate", "test_accuracy"),
-    ("test_f1_macro", "evaluate", "test_f1_macro"),
     ("best_val_metric", "train", "best_val_metric"),
     ("trainable_method", "train", "params_trainable_method"),
     ("trainable_head", "train", "params_trainable_head"),
@@ -38,14 +37,34 @@ COLUMNS = [
     ("peak_memory_mb", "train", "peak_memory_mb"),
     ("saved_mb", "train", "saved_mb"),
     ("merge_max_diff", "merge", "max_abs_logit_diff"),
-    ("onnx_fp32_accuracy", "export", "fp32_test_accuracy"),
-    ("onnx_int8_accuracy", "export", "int8_test_accuracy"),
 ]
 COMPARISON_DIR = "comparison"
 
 
+def task_columns(task: Task) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """The task's test metrics (headline first) and its exported models' headline figures, as COLUMNS entries."""
+    test = [(f"test_{m}", "evaluate", f"test_{m}") for m in task.comparison_metrics]
+    onnx = [
+        (f"onnx_{v}_{task.headline_metric}", "export", f"{v}_test_{task.headline_metric}") for v in ("fp32", "int8")
+    ]
+    return test, onnx
+
+
+def sweep_task(sweep_dir: Path) -> Task:
+    """The task the sweep's runs ran (their summaries record it; runs made before tasks did: the default)."""
+    for summary in sorted(sweep_dir.glob("*/summary.json")):
+        return get_task(read_json(summary).get("task", DEFAULT_TASK))
+    return get_task(DEFAULT_TASK)
+
+
 def collect(sweep_dir: Path) -> pd.DataFrame:
-    """One row per run directory under `sweep_dir`; a run without a summary is listed as failed."""
+    """One row per run directory under `sweep_dir`; a run without a summary is listed as failed.
+
+    Rows are sorted by the task's headline test metric, best first.
+    """
+    task = sweep_task(sweep_dir)
+    test_columns, onnx_columns = task_columns(task)
+    columns_spec = [*test_columns, *COLUMNS, *onnx_columns]
     rows: list[dict[str, Any]] = []
     for run_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name != COMPARISON_DIR), key=_job_num):
         summary_path = run_dir / "summary.json"
@@ -57,7 +76,7 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
         summary = read_json(summary_path)
         stages = summary["stages"]
         row: dict[str, Any] = {"method": summary.get("method", _method_of(run_dir)), "status": "ok"}
-        for column, stage, metric in COLUMNS:
+        for column, stage, metric in columns_spec:
             row[column] = stages.get(stage, {}).get(metric)
         row["note"] = "; ".join(f"{stage}: {why}" for stage, why in summary.get("skipped", {}).items())
         row["run_dir"] = run_dir.name
@@ -65,9 +84,10 @@ def collect(sweep_dir: Path) -> pd.DataFrame:
         rows.append(row)
     if not rows:
         raise PipelineError(f"sweep_dir: no run directories under {sweep_dir}")
-    columns = ["method", "status", *(c for c, _, _ in COLUMNS), "note", "run_dir", "mlflow_run_id"]
+    columns = ["method", "status", *(c for c, _, _ in columns_spec), "note", "run_dir", "mlflow_run_id"]
     frame = pd.DataFrame(rows).reindex(columns=columns)  # every column, even when every run failed
-    return frame.sort_values("test_accuracy", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    headline = test_columns[0][0]
+    return frame.sort_values(headline, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
 def _job_num(path: Path) -> tuple[int, str]:
@@ -107,18 +127,19 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return header + "".join("| " + " | ".join(row) + " |\n" for row in cells.itertuples(index=False))
 
 
-def plot(frame: pd.DataFrame, path: Path) -> None:
-    """Test accuracy against trainable parameters (log x), one labelled point per method."""
-    done = frame[frame["status"] == "ok"].dropna(subset=["test_accuracy"])
+def plot(frame: pd.DataFrame, path: Path, headline: str) -> None:
+    """The headline test metric against trainable parameters (log x), one labelled point per method."""
+    column = f"test_{headline}"
+    done = frame[frame["status"] == "ok"].dropna(subset=[column])
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     trainable = done["trainable_method"].fillna(0) + done["trainable_head"].fillna(0)
-    ax.scatter(trainable, done["test_accuracy"], s=30)
-    for x, y, name in zip(trainable, done["test_accuracy"], done["method"], strict=True):
+    ax.scatter(trainable, done[column], s=30)
+    for x, y, name in zip(trainable, done[column], done["method"], strict=True):
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (method + head; log scale)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title("Accuracy vs trainable parameters, same split and seed")
+    ax.set_ylabel(f"test {headline.replace('_', ' ')}")
+    ax.set_title(f"{headline.replace('_', ' ').capitalize()} vs trainable parameters, same split and seed")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -126,13 +147,17 @@ def plot(frame: pd.DataFrame, path: Path) -> None:
 
 
 def compare(sweep_dir: Path, tracking_cfg: Any | None = None) -> Path:
-    """Write comparison/{comparison.md,comparison.csv,accuracy_vs_params.png} under the sweep; log them to MLflow."""
+    """Write comparison/{comparison.md,comparison.csv,<headline>_vs_params.png} under the sweep; log them to MLflow.
+
+    The headline is the task's (classification: accuracy_vs_params.png).
+    """
     frame = collect(sweep_dir)
+    headline = sweep_task(sweep_dir).headline_metric
     out_dir = sweep_dir / COMPARISON_DIR
     with atomic_dir(out_dir) as out:
         frame.to_csv(out / "comparison.csv", index=False)
         write_text(out / "comparison.md", to_markdown(frame))
-        plot(frame, out / "accuracy_vs_params.png")
+        plot(frame, out / f"{headline}_vs_params.png", headline)
     if tracking_cfg is not None:
         client, experiment_id = open_experiment(tracking_cfg)
         mlflow.set_tracking_uri(client.tracking_uri)

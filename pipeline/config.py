@@ -201,12 +201,13 @@ class TrialConfig:
 
 @dataclass
 class Config:
-    """The whole run. `method` is typed per method by the registry (see pipeline.methods)."""
+    """The whole run. `task` and `method` are typed per task and per method by their registries."""
 
     seed: int = 42
     stages: list[Stage] = field(default_factory=lambda: list(Stage))
     cache: CacheMode = CacheMode.on
     resume: bool = False  # continue training from the run directory's last checkpoint
+    task: Any = MISSING
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     method: Any = MISSING
@@ -218,11 +219,17 @@ class Config:
 
 
 def register_configs() -> None:
-    """Store the schemas conf/ builds on: the whole config, and one per method (its fields differ)."""
+    """Store the schemas conf/ builds on: the whole config, and one per task and per method (their fields differ).
+
+    Only the registries' light modules load here (no torch, peft or bitsandbytes), so `--help` answers fast.
+    """
     from pipeline.methods import registered_methods
+    from pipeline.tasks import registered_tasks
 
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
+    for task in registered_tasks():
+        cs.store(group="task", name=f"{task.name}_schema", node=task.config_cls)
     for method in registered_methods():
         cs.store(group="method", name=f"{method.name}_schema", node=method.config_cls)
 

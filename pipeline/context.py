@@ -1,21 +1,22 @@
-"""What every stage receives: the config, the run directory layout, the method, and the tracker."""
+"""What every stage receives: the config, the run directory layout, the task, the method, and the tracker."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
-
-from pipeline.atomic import read_json
 from pipeline.cache import StageCache
 from pipeline.errors import PipelineError
 from pipeline.methods import BaseMethod
-from pipeline.models import load_classifier
+from pipeline.tasks import Task
 from pipeline.tracking import Tracker
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -25,11 +26,11 @@ class RunLayout:
     root: Path
 
     @property
-    def split(self) -> Path:  # DatasetDict (text, label, origin, source_row) + labels.json + report.json
+    def split(self) -> Path:  # DatasetDict (text, origin, source_row, the task's columns), report.json, task files
         return self.root / "split"
 
     @property
-    def tokenized(self) -> Path:  # DatasetDict (input_ids, attention_mask, labels, length)
+    def tokenized(self) -> Path:  # DatasetDict (model inputs, labels, length) + tokenizer + stats.json
         return self.root / "tokenize"
 
     @property
@@ -57,7 +58,7 @@ class RunLayout:
         return self.root / "explore"
 
     @property
-    def evaluate(self) -> Path:  # metrics.json, per_class.csv, test_logits.npy
+    def evaluate(self) -> Path:  # metrics.json, test_logits.npy (the task's outputs), the task's reports
         return self.root / "evaluate"
 
     @property
@@ -69,7 +70,7 @@ class RunLayout:
         return self.root / "merge" / "model"
 
     @property
-    def export(self) -> Path:  # model.onnx, tokenizer, parity.json
+    def export(self) -> Path:  # model.onnx (+ int8), tokenizer, export.json, the task's files
         return self.root / "export"
 
 
@@ -79,6 +80,7 @@ class RunContext:
 
     cfg: Any
     layout: RunLayout
+    task: Task
     method: BaseMethod
     tracker: Tracker
     cache: StageCache
@@ -92,25 +94,27 @@ class RunContext:
             )
         return path
 
-    @cached_property
-    def labels(self) -> list[str]:
-        """Class names, index = label id, as the split stage fixed them."""
-        return read_json(self.require(self.layout.split / "labels.json", "split"))
+    def dataset(self, stage: str) -> DatasetDict:
+        """The splits a data stage saved: "split" (rows as drawn) or "tokenize" (model inputs)."""
+        from datasets import load_from_disk
+
+        root = {"split": self.layout.split, "tokenize": self.layout.tokenized}[stage]
+        return load_from_disk(str(self.require(root / "dataset", stage)))
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:
         """The tokenizer the tokenize stage used (saved with its output)."""
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(str(self.require(self.layout.tokenized / "tokenizer", "tokenize")))
 
     def base_model(self) -> nn.Module:
-        """The pretrained encoder with a freshly initialised (seeded, so always identical) head."""
-        return load_classifier(self.cfg.model, self.labels, self.cfg.seed)
+        """The pretrained model with the task's freshly initialised (seeded, so always identical) head."""
+        return self.task.load_model(self)
 
     def method_base_model(self) -> nn.Module:
         """The base model as the method trains on it (QLoRA: 4-bit weights; everything else: the plain one)."""
-        return load_classifier(
-            self.cfg.model, self.labels, self.cfg.seed, **self.method.base_load_kwargs(self.cfg.method)
-        )
+        return self.task.load_model(self, **self.method.base_load_kwargs(self.cfg.method))
 
     def trained_model(self, full_precision: bool = False) -> nn.Module:
         """The model as the train stage left it (base + adapter, or full weights).
@@ -123,5 +127,5 @@ class RunContext:
     def deployable_model(self) -> nn.Module:
         """The model to ship: the merged one if `merge` ran, else the trained model on a full-precision base."""
         if self.layout.merged_model.exists():
-            return AutoModelForSequenceClassification.from_pretrained(str(self.layout.merged_model))
+            return self.task.load_saved(self.layout.merged_model)
         return self.trained_model(full_precision=True)

@@ -70,6 +70,7 @@ def model_files(model_cfg: Any, weights: bool) -> dict[str, Any]:
 def split_key(cfg: Any) -> str:
     return digest(
         {
+            "task": OmegaConf.to_container(cfg.task, resolve=True, enum_to_str=True),  # which columns, stratified
             "data": OmegaConf.to_container(cfg.data, resolve=True, enum_to_str=True),
             "seed": cfg.seed,
             "files": sorted(file_hashes(data_files(cfg.data)).values()),

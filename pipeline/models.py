@@ -1,17 +1,19 @@
-"""Pretrained model and tokenizer loading, from the Hub or from local files, plus parameter accounting."""
+"""Pretrained model, config and tokenizer loading, from the Hub or from local files, plus parameter accounting.
+
+The task picks the head (its Auto class); this module only knows where the files are and how to count."""
 
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import transformers
-from torch import nn
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 
 def resolve_model_path(model_cfg: Any) -> str:
@@ -37,7 +39,8 @@ def resolve_model_path(model_cfg: Any) -> str:
     return name
 
 
-def _load(loader: Any, model_cfg: Any, **kwargs: Any) -> Any:
+def load_pretrained(loader: Any, model_cfg: Any, **kwargs: Any) -> Any:
+    """`loader.from_pretrained` on the configured model (a task's Auto class, or AutoTokenizer), one-line errors."""
     path = resolve_model_path(model_cfg)
     try:
         return loader.from_pretrained(path, revision=model_cfg.revision, **kwargs)
@@ -48,26 +51,22 @@ def _load(loader: Any, model_cfg: Any, **kwargs: Any) -> Any:
         ) from exc
 
 
+def load_config(model_cfg: Any, **kwargs: Any) -> PretrainedConfig:
+    """The model's transformers config alone (no weights read), for checks before any work."""
+    from transformers import AutoConfig
+
+    path = resolve_model_path(model_cfg)
+    try:
+        return AutoConfig.from_pretrained(path, revision=model_cfg.revision, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"model.name_or_path: cannot load config of {path!r} ({type(exc).__name__})") from exc
+
+
 def load_tokenizer(model_cfg: Any) -> PreTrainedTokenizerBase:
     """The model's tokenizer."""
-    return _load(AutoTokenizer, model_cfg)
+    from transformers import AutoTokenizer
 
-
-def load_classifier(model_cfg: Any, labels: list[str], seed: int, **kwargs: Any) -> nn.Module:
-    """Pretrained encoder plus a new classification head, seeded so every stage gets the same head.
-
-    kwargs go to `from_pretrained` (e.g. a quantization_config).
-    """
-    transformers.set_seed(seed)
-    return _load(
-        AutoModelForSequenceClassification,
-        model_cfg,
-        num_labels=len(labels),
-        id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)},
-        ignore_mismatched_sizes=True,  # a checkpoint's own head (other label count) is replaced, not fatal
-        **kwargs,
-    )
+    return load_pretrained(AutoTokenizer, model_cfg)
 
 
 @dataclass(frozen=True)
@@ -86,13 +85,13 @@ class ParameterCounts:
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
-    """The pretrained encoder inside a transformers classifier (`model.bert`, `model.distilbert`, ...)."""
+    """The pretrained body inside a transformers model with a task head (`model.bert`, `model.distilbert`, ...)."""
     return getattr(model, model.base_model_prefix)
 
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """Top-level modules with weights outside the encoder: the new classification head (classifier,
-    and pre_classifier on DistilBERT)."""
+    """Top-level modules with weights outside the pretrained body: the task's new head (a classifier's
+    `classifier`, and `pre_classifier` on DistilBERT)."""
     return [
         name
         for name, child in model.named_children()
@@ -108,10 +107,11 @@ def numel(param: nn.Parameter) -> int:
 
 
 def count_parameters(model: nn.Module) -> ParameterCounts:
-    """Count parameters; head = the classifier's top-level modules outside the encoder, wherever peft put them.
+    """Count parameters; head = the task model's top-level modules outside the body, wherever peft put them.
 
-    Identified by position, not by name: peft's SEQ_CLS `modules_to_save=["classifier"]` also suffix-matches
-    DistilBERT's `pre_classifier`, and prompt-learning methods keep their own weights outside the base model.
+    Identified by position, not by name: the `modules_to_save=["classifier"]` peft adds for a classification
+    head also suffix-matches DistilBERT's `pre_classifier`, and prompt-learning methods keep their own weights
+    outside the base model.
     """
     base = getattr(model, "get_base_model", lambda: model)()
     head_ids = {id(p) for name in head_module_names(base) for p in getattr(base, name).parameters()}

@@ -2,6 +2,7 @@
 
     python -m pipeline.predict RUN_DIR_OR_MODEL_DIR texts.csv --output predictions.csv [--backend onnx]
 
+The run's task decides the output columns (classification: `predicted` and one `prob_<label>` per class).
 Rows whose text is missing or empty get an `error` and no prediction; they never stop the batch.
 """
 
@@ -11,100 +12,46 @@ import argparse
 import io
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any
 
-import numpy as np
 import pandas as pd
-import torch
-from scipy.special import softmax
 
 from pipeline.atomic import read_json, write_bytes, write_text
 from pipeline.data.files import read_table
 from pipeline.errors import PipelineError
+from pipeline.tasks import DEFAULT_TASK, Task, get_task
 
 BACKENDS = ("onnx", "onnx-int8", "pytorch")
 
 
-class Predictor(Protocol):
-    labels: list[str]
+def task_of_dir(path: Path) -> Task:
+    """The task that made a run, export or model directory, as its export.json or summary.json records it.
 
-    def probabilities(self, texts: list[str]) -> np.ndarray: ...
-
-
-class OnnxPredictor:
-    """An export directory: model.onnx / model.int8.onnx, tokenizer files, labels.json, export.json."""
-
-    def __init__(self, export_dir: Path, int8: bool = False) -> None:
-        import onnxruntime as ort
-        from transformers import AutoTokenizer
-
-        path = export_dir / ("model.int8.onnx" if int8 else "model.onnx")
-        if not path.is_file():
-            raise PipelineError(f"model: {path} not found (run the export stage; int8 needs stage.export.int8=true)")
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(export_dir))
-        self.labels = read_json(export_dir / "labels.json")
-        self.max_length = int(read_json(export_dir / "export.json").get("max_length", 512))
-
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
-        feed = {name: enc[name].astype(np.int64) for name in ("input_ids", "attention_mask")}
-        return softmax(self.session.run(["logits"], feed)[0], axis=-1)
+    Directories made before tasks were recorded are classification runs, the default task.
+    """
+    for folder in (path, *list(path.parents)[:3]):
+        for name in ("export.json", "summary.json"):
+            recorded = folder / name
+            if recorded.is_file() and "task" in (info := read_json(recorded)):
+                return get_task(info["task"])
+    return get_task(DEFAULT_TASK)
 
 
-class TorchPredictor:
-    """A transformers model directory (a merged model, or a fully fine-tuned one) with its tokenizer."""
-
-    def __init__(self, model_dir: Path, max_length: int = 512) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        self.max_length = max_length
-
-    @torch.inference_mode()
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-        return torch.softmax(self.model(**enc).logits.float(), dim=-1).numpy()
-
-
-def load_predictor(model: Path, backend: str) -> Predictor:
-    """`model` is a run directory or the model directory itself."""
+def load_predictor(model: Path, backend: str) -> tuple[Task, Any]:
+    """`model` is a run directory or the model directory itself; returns its task and a predictor over it."""
     if backend not in BACKENDS:
         raise PipelineError(f"--backend: {backend!r}; expected one of {list(BACKENDS)}")
     if not model.is_dir():
         raise PipelineError(f"model: directory {str(model)!r} not found (a run directory or a model directory)")
     if backend.startswith("onnx"):
         export_dir = model / "export" if (model / "export").is_dir() else model
-        return OnnxPredictor(export_dir, int8=backend == "onnx-int8")
+        task = task_of_dir(export_dir)
+        return task, task.predictor(export_dir, backend)
     for candidate in (model / "merge" / "model", model / "train" / "model", model):
         if (candidate / "config.json").is_file():
-            return TorchPredictor(candidate)
+            task = task_of_dir(candidate)
+            return task, task.predictor(candidate, backend)
     raise PipelineError(f"model: no transformers model (config.json) in {model}, its merge/model or train/model")
-
-
-def predict_frame(predictor: Predictor, frame: pd.DataFrame, text_column: str, batch_size: int) -> pd.DataFrame:
-    """The input rows plus `predicted`, one `prob_<label>` column per class, and `error` for bad rows."""
-    if text_column not in frame.columns:
-        raise PipelineError(f"--text-column: column {text_column!r} not in input (columns: {', '.join(frame.columns)})")
-    texts = frame[text_column]
-    valid = texts.map(lambda t: isinstance(t, str) and t.strip() != "").to_numpy()
-    probs = np.full((len(frame), len(predictor.labels)), np.nan)
-    rows = np.flatnonzero(valid)
-    # Similar lengths per batch: less padding, so faster (the export stage scores int8 in the same order).
-    rows = rows[np.argsort(texts.iloc[rows].str.len().to_numpy(), kind="stable")]
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        probs[batch] = predictor.probabilities([texts.iloc[i] for i in batch])
-    out = frame.copy()
-    out["predicted"] = [
-        predictor.labels[int(p)] if ok else None for p, ok in zip(np.nan_to_num(probs).argmax(-1), valid, strict=True)
-    ]
-    for i, label in enumerate(predictor.labels):
-        out[f"prob_{label}"] = probs[:, i]
-    out["error"] = np.where(valid, "", f"empty or non-text {text_column}")
-    return out
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
@@ -133,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output = args.output or args.input.with_name(f"{args.input.stem}.predictions.csv")
     try:
-        predictor = load_predictor(args.model, args.backend)
-        result = predict_frame(predictor, read_table(args.input, "input"), args.text_column, args.batch_size)
+        task, predictor = load_predictor(args.model, args.backend)
+        result = task.predict_frame(predictor, read_table(args.input, "input"), args.text_column, args.batch_size)
         write_table(result, output)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.methods import get_method
 from pipeline.runner import run_pipeline
+from pipeline.tasks import DEFAULT_TASK, get_task
 from pipeline.tracking import store_locations
 
 
@@ -35,9 +36,11 @@ def logged_config(run_id: str, overrides: list[str]) -> DictConfig:
     except (MlflowException, OSError) as exc:
         raise PipelineError(f"run_id: no run {run_id!r} with a logged config in {mlflow.get_tracking_uri()}") from exc
     raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(overrides))
+    logged_task = raw.get("task") or {"name": DEFAULT_TASK}  # runs logged before tasks were a choice
+    task = OmegaConf.merge(OmegaConf.structured(get_task(logged_task["name"]).config_cls), logged_task)
     method = OmegaConf.merge(OmegaConf.structured(get_method(raw.method.name).config_cls), raw.method)
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), {k: v for k, v in raw.items() if k != "method"})
-    cfg.method = method
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), {k: v for k, v in raw.items() if k not in ("task", "method")})
+    cfg.task, cfg.method = task, method
     return cfg
 
 

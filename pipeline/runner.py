@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import datasets
-import torch
-import transformers
 from omegaconf import DictConfig
-from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from pipeline.atomic import read_json, write_json
 from pipeline.cache import StageCache
 from pipeline.config import CacheMode, Stage, value
 from pipeline.context import RunContext, RunLayout
-from pipeline.errors import PipelineError
 from pipeline.manifest import build_manifest
-from pipeline.methods import Method, get_method
+from pipeline.methods import get_method
 from pipeline.models import resolve_model_path
+from pipeline.results import StageResult
 from pipeline.stages import errors, evaluate, explore, export, merge, split, tokenize, train
+from pipeline.tasks import get_task
 from pipeline.tracking import tracked_run
 
 STAGES = {
@@ -36,38 +34,28 @@ STAGES = {
 }
 
 
-def preflight(cfg: DictConfig, method: Method) -> None:
-    """Fail before any work on a model that cannot load, a method that cannot apply to it, or an unknown optimizer.
-
-    The check builds the architecture on the meta device, so no weights are read.
-    """
-    path = resolve_model_path(cfg.model)
-    if Stage.train not in {Stage(value(s)) for s in cfg.stages}:
-        return
-    train.optimizer_name(cfg.train.optim)
-    try:
-        config = AutoConfig.from_pretrained(path, revision=cfg.model.revision, num_labels=2)
-    except (OSError, ValueError) as exc:
-        raise PipelineError(f"model.name_or_path: cannot load config of {path!r} ({type(exc).__name__})") from exc
-    with torch.device("meta"):
-        skeleton = AutoModelForSequenceClassification.from_config(config)
-    method.check_applicable(skeleton, cfg.method, cfg.model)
+# Checks a stage runs before any stage does work: a bad setting fails in seconds, not after the split.
+CHECKS: dict[Stage, Callable[[RunContext], None]] = {Stage.train: train.check}
 
 
 def quiet_libraries() -> None:
     """Keep the console readable: no per-map progress bars, load reports or ONNX optimiser chatter."""
+    import datasets
+    import transformers
+
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, StageResult]:
     """Run `cfg.stages` (always in pipeline order) and return each stage's result by name."""
     quiet_libraries()
+    task = get_task(cfg.task.name)
     method = get_method(cfg.method.name)
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
-    results: dict[str, Any] = {}
+    results: dict[str, StageResult] = {}
     summary_path = run_dir / "summary.json"
     # A rerun of some stages in an existing run directory updates their entries and keeps the others.
     summary: dict[str, Any] = read_json(summary_path) if summary_path.exists() else {"stages": {}}
@@ -77,9 +65,12 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         write_json(manifest_path, manifest)
         tracker.tags({"git_commit": manifest["git"]["commit"], "git_dirty": manifest["git"]["dirty"]})
         tracker.artifact(manifest_path)
-        preflight(cfg, method)
+        resolve_model_path(cfg.model)  # a missing model package or directory fails before anything runs
         cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), CacheMode(value(cfg.cache)))
-        ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), method=method, tracker=tracker, cache=cache)
+        ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), task=task, method=method, tracker=tracker, cache=cache)
+        for stage in selected:
+            if stage in CHECKS:
+                CHECKS[stage](ctx)
         for stage in selected:
             start = time.perf_counter()
             result = STAGES[stage](ctx)
@@ -87,18 +78,13 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
             tracker.metrics(f"{stage.value}/", metrics)
             results[stage.value] = result
             summary["stages"][stage.value] = metrics
-            skipped = getattr(result, "skipped_reason", None)
-            if skipped:
-                summary.setdefault("skipped", {})[stage.value] = skipped
-            if stage == Stage.split:  # the exact rows of each split, for comparing runs
-                manifest["splits_index_sha256"] = result.index_sha256
-            elif stage == Stage.train:  # peak CUDA memory (or peak RSS on CPU) and what training ran on
-                manifest["train_peak_memory_mb"] = result.peak_memory_mb
-                manifest["train_runtime"] = result.runtime
-            else:
-                continue
-            write_json(manifest_path, manifest)
-            tracker.artifact(manifest_path)
+            if result.skipped_reason:
+                summary.setdefault("skipped", {})[stage.value] = result.skipped_reason
+            if result.manifest():
+                manifest.update(result.manifest())
+                write_json(manifest_path, manifest)
+                tracker.artifact(manifest_path)
+        summary["task"] = task.name
         summary["method"] = cfg.method.name
         summary["mlflow_run_id"] = tracker.run_id
         summary["mlflow_runs"] = [*summary.get("mlflow_runs", []), tracker.run_id]

@@ -1,4 +1,8 @@
-"""The exported classifier as an MLflow pyfunc model: loadable with mlflow.pyfunc and servable by MLflow."""
+"""The exported model as an MLflow pyfunc model: loadable with mlflow.pyfunc and servable by MLflow.
+
+The task decides what it takes and returns (classification: a `text` column in; `predicted`, `prob_<label>`
+and `error` columns out).
+"""
 
 from __future__ import annotations
 
@@ -11,34 +15,38 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import infer_signature
 
-from pipeline.predict import OnnxPredictor, predict_frame
+from pipeline.tasks import Task, get_task
 
-INPUT_EXAMPLE = pd.DataFrame(
-    {"text": ["Stocks rallied after the central bank held rates.", "The striker scored twice."]}
-)
+BATCH_SIZE = 32
 
 
-class OnnxTextClassifier(mlflow.pyfunc.PythonModel):
-    """DataFrame with a `text` column in; `predicted`, `prob_<label>` and `error` columns out."""
+class OnnxTaskModel(mlflow.pyfunc.PythonModel):
+    """The export directory's ONNX model behind the task's `predict_frame`."""
+
+    def __init__(self, task: str) -> None:
+        self.task_name = task
 
     def load_context(self, context: Any) -> None:
-        self.predictor = OnnxPredictor(Path(context.artifacts["export_dir"]))
+        self.task = get_task(self.task_name)
+        self.predictor = self.task.predictor(Path(context.artifacts["export_dir"]), "onnx")
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        frame = predict_frame(self.predictor, pd.DataFrame(model_input), "text", batch_size=32)
+        frame = self.task.predict_frame(self.predictor, pd.DataFrame(model_input), "text", BATCH_SIZE)
         return frame.drop(columns=["text"])
 
 
-def log_classifier(export_dir: Path, register_as: str | None) -> str:
+def log_served_model(export_dir: Path, task: Task, register_as: str | None) -> str:
     """Log the export directory as a pyfunc model on the active run (and register it); returns its URI."""
-    example_output = predict_frame(OnnxPredictor(export_dir), INPUT_EXAMPLE, "text", 32).drop(columns=["text"])
+    example = task.serving_example()
+    predictor = task.predictor(export_dir, "onnx")
+    example_output = task.predict_frame(predictor, example, "text", BATCH_SIZE).drop(columns=["text"])
     info = mlflow.pyfunc.log_model(
-        name="classifier",
-        python_model=OnnxTextClassifier(),
+        name=task.served_model_name,
+        python_model=OnnxTaskModel(task.name),
         artifacts={"export_dir": str(export_dir)},
-        code_paths=[str(Path(__file__).resolve().parent)],  # the `pipeline` package, for OnnxPredictor
-        signature=infer_signature(INPUT_EXAMPLE, example_output),
-        input_example=INPUT_EXAMPLE,
+        code_paths=[str(Path(__file__).resolve().parent)],  # the `pipeline` package, for the task's predictor
+        signature=infer_signature(example, example_output),
+        input_example=example,
         pip_requirements=[
             f"{name}=={version(name)}"
             for name in ("mlflow", "onnxruntime", "transformers", "tokenizers", "pandas", "numpy", "scipy", "torch")

@@ -14,7 +14,6 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from transformers import TrainerCallback
 
 from pipeline.errors import PipelineError
 
@@ -87,17 +86,3 @@ def open_trial(trial_cfg: Any, output_dir: Path) -> optuna.Trial | None:
 
 def default_storage_path(output_dir: Path, study: str) -> Path:
     return Path(output_dir).expanduser() / "optuna" / f"{study}.journal"
-
-
-class PruningCallback(TrainerCallback):
-    """Reports the validation metric to the trial at each evaluation; raises TrialPruned when told to stop."""
-
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
-        self.trial, self.key = trial, f"eval_{metric}"
-
-    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
-        if not metrics or self.key not in metrics:
-            return
-        self.trial.report(float(metrics[self.key]), step=state.global_step)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at step {state.global_step} ({self.key}={metrics[self.key]:.4f})")

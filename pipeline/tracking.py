@@ -75,9 +75,9 @@ class Tracker:
     def tags(self, values: Mapping[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in values.items()})
 
-    def dataset(self, frame: Any, name: str, source: str, context: str) -> None:
-        """Record a split as an MLflow dataset input (name, digest, schema, source) of this run."""
-        mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=name, targets="label"), context=context)
+    def dataset(self, frame: Any, name: str, source: str, context: str, targets: str) -> None:
+        """Record a split as an MLflow dataset input (name, digest, schema, source, target column) of this run."""
+        mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=name, targets=targets), context=context)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         if path.is_dir():
@@ -109,6 +109,7 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
         mlflow.set_tags(
             {
                 "experiment": experiment,
+                "task": cfg.task.name,
                 "method": cfg.method.name,
                 "model": cfg.model.name_or_path if not cfg.model.from_package else cfg.model.from_package,
                 "run_dir": str(run_dir),

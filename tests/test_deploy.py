@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.predict import OnnxPredictor, predict_frame
 from pipeline.predict import main as predict_main
 from pipeline.runner import run_pipeline
+from pipeline.tasks.classification import OnnxPredictor, predict_frame
 from tests.conftest import synthetic_frame, tiny_overrides
 
 

@@ -34,7 +34,6 @@ from pipeline.sweep import (
     open_storage,
     worker_id,
 )
-from pipeline.tracking import open_experiment
 
 log = logging.getLogger(__name__)
 STUDY_TAG = "optuna.study"
@@ -194,6 +193,8 @@ class OptunaSweeper(Sweeper):
 
     def parent_run(self, study: optuna.Study) -> str:
         """The study's MLflow run (created once, reused on resume and by other workers)."""
+        from pipeline.tracking import open_experiment  # MLflow loads when a sweep starts, not on every --help
+
         client, experiment_id = open_experiment(self.config)
         found = client.search_runs(
             [experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{study.study_name}' and tags.kind = 'study'"
@@ -209,6 +210,8 @@ class OptunaSweeper(Sweeper):
 
     def summarise(self, study: optuna.Study, parent: str, sweep_dir: Path) -> None:
         """Best parameters and values, the trials table and Optuna's plots, on the parent run and on disk."""
+        from pipeline.tracking import open_experiment
+
         client, _ = open_experiment(self.config)
         frame = study.trials_dataframe()
         states = frame["state"].value_counts().to_dict() if len(frame) else {}

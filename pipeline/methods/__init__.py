@@ -1,31 +1,40 @@
-"""Method registry: a method name maps to how a pretrained classifier is wrapped, saved, loaded and merged.
+"""Method registry: a method name maps to how a pretrained model is wrapped, trained, saved, loaded and merged.
 
 Adding a method means adding one module in this package (decorated with `@register_method`) and one
-YAML file in conf/method/; modules here are discovered on import, nothing else needs touching.
+YAML file in conf/method/; modules here are discovered on import, nothing else needs touching. A method's
+typed config (its dataclass) holds its defaults; the YAML only selects it. Modules here import torch, peft
+and transformers inside the functions that use them, so registering the configs stays fast.
+Methods never name a task: the run's task (the model's head) gives them what differs, such as peft's task type.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 from omegaconf import MISSING
-from torch import nn
-from transformers import TrainerCallback
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import nn
+    from transformers import TrainerCallback
+
+    from pipeline.context import RunContext
+    from pipeline.stages.train import TrainResult
 
 TextsAndLabels = tuple[list[str], list[int]]
 
 
 @dataclass
 class MethodConfig:
-    """Fields every method config has; each method subclasses it with its own typed knobs."""
+    """Fields every method config has; each method subclasses it with its own typed knobs and their defaults."""
 
     name: str = MISSING
     # The learning rate this method trains well with; train.learning_rate defaults to it (conf/train/default.yaml).
@@ -33,12 +42,21 @@ class MethodConfig:
 
 
 class BaseMethod(ABC):
-    """What every registered method declares: its name, typed config, and what it cannot do."""
+    """What every registered method declares: its name, typed config, how it trains and predicts, what it cannot do."""
 
     name: ClassVar[str]
     config_cls: ClassVar[type[MethodConfig]]
     merge_skip_reason: ClassVar[str | None] = None  # None: `merge` folds the method into the base weights
     export_skip_reason: ClassVar[str | None] = None  # None: `export` writes an ONNX model
+    explore_skip_reason: ClassVar[str | None] = None  # None: `explore` embeds the trained model as well
+
+    @abstractmethod
+    def fit(self, ctx: RunContext) -> TrainResult:
+        """Train on the run's splits and save the result to `ctx.layout.model`."""
+
+    @abstractmethod
+    def trained_outputs(self, ctx: RunContext, split: str, batch_size: int) -> np.ndarray:
+        """What the trained model outputs (as the task's `outputs`) on a split's rows, in split order."""
 
     def unsupported_reason(self, model: nn.Module) -> str | None:
         """Why this method cannot run on this model architecture at all, or None if it can."""
@@ -56,7 +74,7 @@ class BaseMethod(ABC):
 
 
 class Method(BaseMethod):
-    """A fine-tuning method: turns a pretrained classifier into a trainable model and back."""
+    """A fine-tuning method: turns a pretrained model into a trainable one and back; the Trainer trains it."""
 
     # False: the Trainer cannot reload this method's checkpoints into the training model, so the train stage
     # rebuilds the best checkpoint with `load` instead (peft's prompt-learning methods).
@@ -86,14 +104,23 @@ class Method(BaseMethod):
         """Fold the method's parameters into a plain transformers model."""
         raise PipelineError(f"method.name: {self.name} cannot be merged ({self.merge_skip_reason})")
 
+    def fit(self, ctx: RunContext) -> TrainResult:
+        from pipeline.finetune import fine_tune
+
+        return fine_tune(ctx, self)
+
+    def trained_outputs(self, ctx: RunContext, split: str, batch_size: int) -> np.ndarray:
+        return ctx.task.outputs(ctx.trained_model(), ctx.dataset("tokenize")[split], ctx, batch_size)
+
 
 class Baseline(BaseMethod):
     """A non-transformer reference model trained on the split's raw texts (no Trainer, no encoder)."""
 
     merge_skip_reason = "a baseline has no adapter to merge"
+    explore_skip_reason = "a baseline has no encoder embeddings"
 
     @abstractmethod
-    def fit(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Any, float]:
+    def fit_texts(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Any, float]:
         """Train on the training texts, select settings on validation; return the model and its validation macro-F1."""
 
     @abstractmethod
@@ -107,6 +134,42 @@ class Baseline(BaseMethod):
     @abstractmethod
     def logits(self, path: Path, texts: list[str]) -> np.ndarray:
         """Per-class scores (n_rows, n_labels) of the model saved at `path`; argmax is the prediction."""
+
+    def fit(self, ctx: RunContext) -> TrainResult:
+        """Fit on the split's raw texts and targets; accounted like the fine-tuning methods."""
+        from pipeline.atomic import atomic_dir
+        from pipeline.data import TEXT
+        from pipeline.models import ParameterCounts
+        from pipeline.stages.train import TrainResult, dir_size_mb, peak_memory_mb
+
+        split, target = ctx.dataset("split"), ctx.task.target_column
+        train, validation = split["train"], split["validation"]
+        start = time.perf_counter()
+        fitted, val_score = self.fit_texts(
+            (train[TEXT], train[target]), (validation[TEXT], validation[target]), ctx.cfg.method, ctx.cfg.seed
+        )
+        wall = time.perf_counter() - start
+        n = self.n_parameters(fitted)
+        with atomic_dir(ctx.layout.model) as out:
+            self.save(fitted, out)
+            saved = dir_size_mb(out)
+        return TrainResult(
+            params=ParameterCounts(total=n, trainable=n, trainable_method=n, trainable_head=0),
+            wall_s=wall,
+            train_samples=len(train),
+            eval_s=0.0,
+            best_metric=val_score,
+            best_step=None,
+            peak_memory_mb=peak_memory_mb(),
+            saved_mb=saved,
+            steps=0,
+            runtime={"device": "cpu", "library": "scikit-learn"},
+        )
+
+    def trained_outputs(self, ctx: RunContext, split: str, batch_size: int) -> np.ndarray:
+        from pipeline.data import TEXT
+
+        return self.logits(ctx.layout.model, ctx.dataset("split")[split][TEXT])
 
 
 _REGISTRY: dict[str, BaseMethod] = {}

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from peft import AdaLoraConfig, TaskType
-from torch import nn
-from transformers import TrainerCallback
+from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+
+if TYPE_CHECKING:
+    from peft import AdaLoraConfig
+    from torch import nn
+    from transformers import TrainerCallback
 
 PLACEHOLDER_STEPS = 1000  # peft needs a step count at construction; the callback sets the Trainer's real one
 
@@ -29,22 +30,6 @@ class AdaloraMethodConfig(MethodConfig):
     delta_t: int = 10  # steps between two rank reallocations
 
 
-class RankAllocation(TrainerCallback):
-    """Runs AdaLoRA's budget step after each optimizer step (peft leaves this call to the training loop)."""
-
-    def __init__(self, model: nn.Module, cfg: Any) -> None:
-        self.model, self.cfg = model, cfg
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        config = self.model.peft_config["default"]
-        config.tinit = int(self.cfg.tinit * state.max_steps)
-        config.tfinal = int(self.cfg.tfinal * state.max_steps)
-        self.model.base_model.rankallocator.set_total_step(state.max_steps)
-
-    def on_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.model.base_model.update_and_allocate(state.global_step)
-
-
 @register_method
 class AdaLora(PeftMethod):
     name = "adalora"
@@ -53,9 +38,11 @@ class AdaLora(PeftMethod):
     # full-rank weights, so the Trainer cannot load them back into it; a fresh base loads them consistently.
     trainer_loads_best = False
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> AdaLoraConfig:
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> AdaLoraConfig:
+        from peft import AdaLoraConfig
+
         return AdaLoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             init_r=cfg.init_r,
             target_r=cfg.target_r,
             lora_alpha=cfg.alpha,
@@ -68,4 +55,6 @@ class AdaLora(PeftMethod):
         )
 
     def callbacks(self, model: nn.Module, cfg: Any) -> list[TrainerCallback]:
+        from pipeline.tuners.adalora import RankAllocation
+
         return [RankAllocation(model, cfg)]

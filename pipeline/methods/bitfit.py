@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import Method, MethodConfig, register_method
 from pipeline.models import head_module_names
+
+if TYPE_CHECKING:
+    from torch import nn
 
 WEIGHTS = "bitfit.safetensors"
 
@@ -42,11 +42,15 @@ class BitFit(Method):
         return model
 
     def save(self, model: nn.Module, path: Path) -> None:
+        from safetensors.torch import save_file
+
         path.mkdir(parents=True, exist_ok=True)
         trained = {name: p.detach().contiguous() for name, p in model.named_parameters() if p.requires_grad}
         save_file(trained, str(path / WEIGHTS))
 
     def load(self, base_model: nn.Module, path: Path) -> nn.Module:
+        from safetensors.torch import load_file
+
         trained = load_file(str(path / WEIGHTS))
         missing = set(trained) - {name for name, _ in base_model.named_parameters()}
         if missing:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from torch import nn
-from transformers import AutoModelForSequenceClassification
+from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import Method, MethodConfig, register_method
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass
 class FullConfig(MethodConfig):
     name: str = "full"
+    learning_rate: float = 5e-5  # every weight moves: a small step
 
 
 @register_method
@@ -30,4 +31,4 @@ class FullFineTuning(Method):
         model.save_pretrained(path)
 
     def load(self, base_model: nn.Module, path: Path) -> nn.Module:
-        return AutoModelForSequenceClassification.from_pretrained(path)
+        return type(base_model).from_pretrained(path)  # the trained weights, in the base model's (task's) class

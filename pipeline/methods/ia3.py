@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from peft import IA3Config, TaskType
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+
+if TYPE_CHECKING:
+    from peft import IA3Config
+    from torch import nn
 
 
 @dataclass
@@ -26,11 +27,13 @@ class Ia3(PeftMethod):
     name = "ia3"
     config_cls = Ia3MethodConfig
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> IA3Config:
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> IA3Config:
+        from peft import IA3Config
+
         targets = resolve_target_modules(cfg.target_modules, model_cfg, model)
         feedforward = resolve_target_modules(cfg.feedforward_modules, model_cfg, model)
         if not set(feedforward) <= set(targets):
             raise PipelineError(
                 f"method.feedforward_modules: {feedforward} must be a subset of target_modules {targets}"
             )
-        return IA3Config(task_type=TaskType.SEQ_CLS, target_modules=targets, feedforward_modules=feedforward)
+        return IA3Config(task_type=task_type, target_modules=targets, feedforward_modules=feedforward)

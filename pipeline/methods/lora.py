@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from peft import LoraConfig, TaskType
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from torch import nn
 
 
 @dataclass
@@ -29,9 +30,11 @@ class Lora(PeftMethod):
     config_cls = LoraMethodConfig
     use_dora = False
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> LoraConfig:
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> LoraConfig:
+        from peft import LoraConfig
+
         return LoraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             r=cfg.r,
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.dropout,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from peft import LoHaConfig, LoKrConfig, TaskType
-from peft.tuners.lycoris_utils import LycorisConfig
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+
+if TYPE_CHECKING:
+    from peft.tuners.lycoris_utils import LycorisConfig
+    from torch import nn
 
 
 @dataclass
@@ -30,11 +30,13 @@ class LokrMethodConfig(LohaMethodConfig):
 
 
 class LycorisMethod(PeftMethod):
-    peft_config_cls: type[LycorisConfig]
+    peft_config_name: str  # the peft config class, imported when first used
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> LycorisConfig:
-        return self.peft_config_cls(
-            task_type=TaskType.SEQ_CLS,
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> LycorisConfig:
+        import peft
+
+        return getattr(peft, self.peft_config_name)(
+            task_type=task_type,
             r=cfg.r,
             alpha=cfg.alpha,
             rank_dropout=cfg.rank_dropout,
@@ -47,11 +49,11 @@ class LycorisMethod(PeftMethod):
 class LoHa(LycorisMethod):
     name = "loha"
     config_cls = LohaMethodConfig
-    peft_config_cls = LoHaConfig
+    peft_config_name = "LoHaConfig"
 
 
 @register_method
 class LoKr(LycorisMethod):
     name = "lokr"
     config_cls = LokrMethodConfig
-    peft_config_cls = LoKrConfig
+    peft_config_name = "LoKrConfig"

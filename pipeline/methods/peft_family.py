@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from pathlib import Path
-from typing import Any
-
-from peft import PeftConfig, PeftModel, get_peft_model
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.methods import Method
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
+    from torch import nn
 
 ALL_LINEAR = "all-linear"
 
 
 def linear_module_names(model: nn.Module) -> list[str]:
     """Qualified names of the model's nn.Linear modules (what adapter methods can target)."""
+    from torch import nn
+
     return [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
 
 
@@ -52,23 +55,33 @@ class PeftMethod(Method):
     """A method expressed as a peft config; peft does the wrapping, saving, loading and merging."""
 
     @abstractmethod
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> PeftConfig:
-        """The peft config for this method on this model."""
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> PeftConfig:
+        """The peft config for this method on this model; `task_type` is the peft TaskType of the model's task."""
+
+    def model_peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> PeftConfig:
+        """The peft config for `model`, with the task type of the task whose head the model has."""
+        from pipeline.tasks import task_of
+
+        return self.peft_config(cfg, model_cfg, model, task_of(model).peft_task_type)
 
     def check_applicable(self, model: nn.Module, cfg: Any, model_cfg: Any) -> None:
         super().check_applicable(model, cfg, model_cfg)
         try:
-            self.peft_config(cfg, model_cfg, model)
+            self.model_peft_config(cfg, model_cfg, model)
         except (ValueError, TypeError) as exc:  # peft validates its config in __post_init__
             raise PipelineError(f"method: invalid {self.name} settings ({exc})") from exc
 
     def wrap(self, model: nn.Module, cfg: Any, model_cfg: Any) -> nn.Module:
-        return get_peft_model(model, self.peft_config(cfg, model_cfg, model))
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.model_peft_config(cfg, model_cfg, model))
 
     def save(self, model: nn.Module, path: Path) -> None:
         model.save_pretrained(path)
 
     def load(self, base_model: nn.Module, path: Path) -> nn.Module:
+        from peft import PeftModel
+
         return PeftModel.from_pretrained(base_model, path)
 
     def merge(self, model: nn.Module) -> nn.Module:

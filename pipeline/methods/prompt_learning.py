@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
-
-from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, TaskType
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod
 from pipeline.models import encoder_of
+
+if TYPE_CHECKING:
+    from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
+    from torch import nn
 
 
 def encoder_shape(model: nn.Module) -> dict[str, int]:
@@ -55,9 +56,11 @@ class PrefixTuning(PromptLearningMethod):
             return "prefix tuning feeds past_key_values into every attention layer, which this encoder does not accept"
         return None
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> PrefixTuningConfig:
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> PrefixTuningConfig:
+        from peft import PrefixTuningConfig
+
         return PrefixTuningConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             num_virtual_tokens=cfg.num_virtual_tokens,
             prefix_projection=cfg.projection,
             encoder_hidden_size=cfg.projection_hidden_size,
@@ -79,9 +82,11 @@ class PromptTuning(PromptLearningMethod):
     name = "prompt"
     config_cls = PromptMethodConfig
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> PromptTuningConfig:
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> PromptTuningConfig:
+        from peft import PromptTuningConfig
+
         return PromptTuningConfig(
-            task_type=TaskType.SEQ_CLS, num_virtual_tokens=cfg.num_virtual_tokens, **encoder_shape(model)
+            task_type=task_type, num_virtual_tokens=cfg.num_virtual_tokens, **encoder_shape(model)
         )
 
 
@@ -101,9 +106,11 @@ class PTuning(PromptLearningMethod):
     name = "ptuning"
     config_cls = PtuningMethodConfig
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> PromptEncoderConfig:
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> PromptEncoderConfig:
+        from peft import PromptEncoderConfig
+
         return PromptEncoderConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             num_virtual_tokens=cfg.num_virtual_tokens,
             encoder_hidden_size=cfg.encoder_hidden_size,
             encoder_reparameterization_type=cfg.reparameterization,

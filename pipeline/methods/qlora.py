@@ -8,20 +8,19 @@ on the full-precision base, which is what gets shipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from peft import prepare_model_for_kbit_training
-from torch import nn
-from transformers import BitsAndBytesConfig
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
-from pipeline.inference import resolved_precision
 from pipeline.methods import register_method
 from pipeline.methods.lora import Lora, LoraMethodConfig
 
-# Module names of classification heads across transformers architectures; bitsandbytes leaves them unquantized.
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# Module names of task heads across transformers architectures; bitsandbytes leaves them unquantized.
 HEAD_MODULES = ["classifier", "pre_classifier", "score", "pooler"]
+PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -34,11 +33,13 @@ class QloraMethodConfig(LoraMethodConfig):
 
 def compute_dtype(name: str) -> torch.dtype:
     """The 4-bit layers' compute dtype; `auto` resolves as train.precision does."""
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    resolved = resolved_precision(name)
-    if resolved not in dtypes:
-        raise PipelineError(f"method.compute_dtype: unknown {name!r}; expected auto or one of {sorted(dtypes)}")
-    return dtypes[resolved]
+    if name != "auto" and name not in PRECISIONS:
+        raise PipelineError(f"method.compute_dtype: unknown {name!r}; expected auto or one of {sorted(PRECISIONS)}")
+    import torch
+
+    from pipeline.inference import resolved_precision
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[resolved_precision(name)]
 
 
 @register_method
@@ -53,6 +54,8 @@ class Qlora(Lora):
         compute_dtype(cfg.compute_dtype)
 
     def base_load_kwargs(self, cfg: Any) -> dict[str, Any]:
+        from transformers import BitsAndBytesConfig
+
         quantization = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=cfg.quant_type,
@@ -65,5 +68,7 @@ class Qlora(Lora):
     def wrap(self, model: nn.Module, cfg: Any, model_cfg: Any) -> nn.Module:
         # Casts the non-quantized weights (layer norms, head) to fp32 and freezes the base; no gradient
         # checkpointing: these encoders are small and it slows training down.
+        from peft import prepare_model_for_kbit_training
+
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         return super().wrap(model, cfg, model_cfg)

@@ -5,17 +5,15 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.pipeline import Pipeline
+from typing import TYPE_CHECKING, Any
 
 from pipeline.atomic import write_bytes
 from pipeline.errors import PipelineError
 from pipeline.methods import Baseline, MethodConfig, TextsAndLabels, register_method
+
+if TYPE_CHECKING:
+    import numpy as np
+    from sklearn.pipeline import Pipeline
 
 MODEL_FILE = "tfidf_lr.pkl"
 
@@ -37,9 +35,16 @@ class TfidfLogisticRegression(Baseline):
     config_cls = TfidfLrMethodConfig
     export_skip_reason = "a scikit-learn pipeline has no ONNX exporter in this stack (skl2onnx is not a dependency)"
 
-    def fit(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Pipeline, float]:
+    def fit_texts(
+        self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int
+    ) -> tuple[Pipeline, float]:
         if not cfg.c_grid:
             raise PipelineError("method.c_grid: needs at least one value")
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.metrics import f1_score
+        from sklearn.pipeline import Pipeline
+
         vectorizer = TfidfVectorizer(
             max_features=cfg.max_features,
             ngram_range=(1, cfg.ngram_max),
@@ -65,6 +70,8 @@ class TfidfLogisticRegression(Baseline):
         write_bytes(path / MODEL_FILE, pickle.dumps(fitted))
 
     def logits(self, path: Path, texts: list[str]) -> np.ndarray:
+        import numpy as np
+
         with open(path / MODEL_FILE, "rb") as f:
             fitted = pickle.load(f)  # noqa: S301 (our own training output, never user input)
         return fitted.predict_log_proba(texts).astype(np.float32)

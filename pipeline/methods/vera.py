@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from peft import TaskType, VeraConfig
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+
+if TYPE_CHECKING:
+    from peft import VeraConfig
+    from torch import nn
 
 
 @dataclass
@@ -27,9 +28,11 @@ class Vera(PeftMethod):
     name = "vera"
     config_cls = VeraMethodConfig
 
-    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module) -> VeraConfig:
+    def peft_config(self, cfg: Any, model_cfg: Any, model: nn.Module, task_type: str) -> VeraConfig:
+        from peft import VeraConfig
+
         return VeraConfig(
-            task_type=TaskType.SEQ_CLS,
+            task_type=task_type,
             r=cfg.r,
             vera_dropout=cfg.dropout,
             d_initial=cfg.d_initial,

@@ -1,4 +1,5 @@
-"""evaluate: test split -> accuracy, macro P/R/F1 and per-class report, for the base and the trained model."""
+"""evaluate: test split -> the task's metrics (classification: accuracy, macro P/R/F1, per-class report),
+for the base and the trained model."""
 
 from __future__ import annotations
 
@@ -7,20 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 
 from pipeline.atomic import atomic_dir, read_json, write_json
 from pipeline.context import RunContext
 from pipeline.fingerprints import base_model_key
-from pipeline.inference import predict_logits
-from pipeline.methods import Baseline
-from pipeline.metrics import classification_metrics, scalar_metrics
+from pipeline.metrics import scalar_metrics
+from pipeline.results import StageResult
 
 
 @dataclass
-class EvaluateResult:
-    base: dict[str, Any]  # the pretrained encoder with an untrained head: the "before"
+class EvaluateResult(StageResult):
+    base: dict[str, Any]  # the pretrained model with an untrained head: the "before"
     trained: dict[str, Any] | None  # None when no train stage output exists
     cache_hit: bool  # whether the base model's scores came from the stage cache
 
@@ -33,36 +32,26 @@ class EvaluateResult:
 
 
 def build_base(ctx: RunContext, test: Dataset, out: Path) -> None:
-    """Base-model test logits and metrics: independent of training, so cached across runs."""
-    logits = predict_logits(ctx.base_model(), test, ctx.tokenizer, ctx.cfg.stage.evaluate.batch_size)
-    np.save(out / "test_logits.npy", logits)
-    write_json(out / "metrics.json", classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels))
-
-
-def trained_logits(ctx: RunContext, test: Dataset) -> np.ndarray:
-    """Test logits of the trained model; a baseline scores the raw texts (same rows, same order)."""
-    if isinstance(ctx.method, Baseline):
-        texts = load_from_disk(str(ctx.require(ctx.layout.split / "dataset", "split")))["test"]["text"]
-        return ctx.method.logits(ctx.layout.model, texts)
-    return predict_logits(ctx.trained_model(), test, ctx.tokenizer, ctx.cfg.stage.evaluate.batch_size)
+    """Base-model test outputs and metrics: independent of training, so cached across runs."""
+    outputs = ctx.task.outputs(ctx.base_model(), test, ctx, ctx.cfg.stage.evaluate.batch_size)
+    np.save(out / "test_logits.npy", outputs)
+    write_json(out / "metrics.json", ctx.task.score(outputs, test, ctx))
 
 
 def run(ctx: RunContext) -> EvaluateResult:
-    test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
+    test = ctx.dataset("tokenize")["test"]
     key = base_model_key(ctx.cfg, ctx.cfg.stage.evaluate)
     hit = ctx.cache.materialise("evaluate_base", key, ctx.layout.base_evaluate, lambda out: build_base(ctx, test, out))
     base = read_json(ctx.layout.base_evaluate / "metrics.json")
-    trained, logits = None, np.load(ctx.layout.base_evaluate / "test_logits.npy")
+    trained, outputs = None, np.load(ctx.layout.base_evaluate / "test_logits.npy")
     if ctx.layout.model.exists():
-        logits = trained_logits(ctx, test)
-        trained = classification_metrics(logits.argmax(-1), np.asarray(test["labels"]), ctx.labels)
+        outputs = ctx.method.trained_outputs(ctx, "test", ctx.cfg.stage.evaluate.batch_size)
+        trained = ctx.task.score(outputs, test, ctx)
     with atomic_dir(ctx.layout.evaluate) as out:
-        np.save(out / "test_logits.npy", logits)
+        np.save(out / "test_logits.npy", outputs)
         write_json(out / "metrics.json", {"base": base, "trained": trained})
-        per_class = pd.DataFrame(base["per_class"]).add_prefix("base_").rename(columns={"base_label": "label"})
-        if trained is not None:
-            per_class = per_class.merge(pd.DataFrame(trained["per_class"]), on="label")
-        per_class.to_csv(out / "per_class.csv", index=False)
+        reports = ctx.task.write_evaluation(base, trained, out)
     ctx.tracker.artifact(ctx.layout.evaluate / "metrics.json", "evaluate")
-    ctx.tracker.artifact(ctx.layout.evaluate / "per_class.csv", "evaluate")
+    for name in reports:
+        ctx.tracker.artifact(ctx.layout.evaluate / name, "evaluate")
     return EvaluateResult(base=base, trained=trained, cache_hit=hit)

@@ -1,4 +1,4 @@
-"""explore: validation sample -> sentence embeddings -> UMAP 2-D, one hexbin panel per class.
+"""explore: validation sample -> sentence embeddings -> UMAP 2-D, one hexbin panel per group (the task's classes).
 
 Runs on the base encoder and, when a trained model exists, on it too, so the before/after shows.
 """
@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from datasets import Dataset, load_from_disk  # noqa: E402
+from datasets import Dataset  # noqa: E402
 from sklearn.metrics import silhouette_score  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -22,13 +22,14 @@ from pipeline.config import value  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
 from pipeline.fingerprints import base_model_key  # noqa: E402
 from pipeline.inference import embed  # noqa: E402
-from pipeline.methods import Baseline  # noqa: E402
+from pipeline.results import StageResult  # noqa: E402
 
 
 @dataclass
-class ExploreResult:
+class ExploreResult(StageResult):
     silhouette: dict[str, float]  # class separation of the embeddings, per model ("base", "trained")
     cache_hit: bool  # whether the base model's embeddings and projection came from the stage cache
+    skipped_reason: str | None = None
 
     def metrics(self) -> dict[str, float]:
         return {**{f"{name}_silhouette": v for name, v in self.silhouette.items()}, "cache_hit": float(self.cache_hit)}
@@ -83,16 +84,21 @@ def build_base(ctx: RunContext, sample: Dataset, out: Path) -> None:
 
 
 def run(ctx: RunContext) -> ExploreResult:
-    validation = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["validation"]
+    validation = ctx.dataset("tokenize")["validation"]
     n = min(ctx.cfg.stage.explore.n_samples, len(validation))
     sample = validation.shuffle(seed=ctx.cfg.seed).select(range(n))
-    labels = np.asarray(sample["labels"])
+    groups = ctx.task.explore_groups(sample, ctx)
+    if groups is None:
+        reason = f"the {ctx.task.name} task has no groups to colour the embeddings by"
+        ctx.tracker.tags({"explore.skipped": reason})
+        return ExploreResult(silhouette={}, cache_hit=False, skipped_reason=reason)
+    labels, names = groups
     key = base_model_key(ctx.cfg, ctx.cfg.stage.explore)
     hit = ctx.cache.materialise("explore_base", key, ctx.layout.base_explore, lambda out: build_base(ctx, sample, out))
     embeddings = {"base": np.load(ctx.layout.base_explore / "embeddings.npy")}
     points = {"base": np.load(ctx.layout.base_explore / "umap.npy")}
-    if isinstance(ctx.method, Baseline):
-        ctx.tracker.tags({"explore.trained_skipped": "a baseline has no encoder embeddings"})
+    if ctx.method.explore_skip_reason:
+        ctx.tracker.tags({"explore.trained_skipped": ctx.method.explore_skip_reason})
     elif ctx.layout.model.exists():
         embeddings["trained"], points["trained"] = embed_and_project(ctx, ctx.trained_model(), sample)
     silhouette = {}
@@ -102,6 +108,6 @@ def run(ctx: RunContext) -> ExploreResult:
         np.savez_compressed(
             out / "embeddings.npz", labels=labels, **embeddings, **{f"{k}_umap": v for k, v in points.items()}
         )
-        plot_panels(points, labels, ctx.labels, out / "umap_hexbin.png")
+        plot_panels(points, labels, names, out / "umap_hexbin.png")
     ctx.tracker.artifact(ctx.layout.explore / "umap_hexbin.png", "explore")
     return ExploreResult(silhouette=silhouette, cache_hit=hit)

@@ -8,29 +8,30 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import torch
-from datasets import Dataset, load_from_disk
+from datasets import Dataset
 from torch import nn
 
 from pipeline.atomic import atomic_dir, write_json
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
 from pipeline.inference import MODEL_INPUTS, exact_fp32, length_order, padded_batches, predict_logits
-from pipeline.metrics import classification_metrics
-from pipeline.serving import log_classifier
+from pipeline.results import StageResult
+from pipeline.serving import log_served_model
 
 
 @dataclass
-class ExportResult:
-    """Per ONNX variant ("fp32", "int8"): max |logit diff| vs PyTorch, test accuracy, size on disk."""
+class ExportResult(StageResult):
+    """Per ONNX variant ("fp32", "int8"): max |logit diff| vs PyTorch, the task's test figures, size on disk."""
 
     variants: dict[str, dict[str, float]]
+    headline: str | None = None  # the task's headline metric, whose int8 drop is reported
     skipped_reason: str | None = None
 
     def metrics(self) -> dict[str, float]:
         out = {f"{name}_{key}": v for name, figures in self.variants.items() for key, v in figures.items()}
-        if "int8" in self.variants:
-            drop = self.variants["fp32"]["test_accuracy"] - self.variants["int8"]["test_accuracy"]
-            out["int8_accuracy_drop_pts"] = 100.0 * drop
+        key = f"test_{self.headline}"
+        if self.headline and "int8" in self.variants:
+            out[f"int8_{self.headline}_drop_pts"] = 100.0 * (self.variants["fp32"][key] - self.variants["int8"][key])
         return out
 
 
@@ -87,10 +88,9 @@ def check_variant(
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     diff = float(np.abs(reference - onnx_logits(session, parity)).max())
     logits = np.concatenate([onnx_logits(session, b) for b in padded_batches(test, ctx.tokenizer, cfg.batch_size)])
-    predictions = logits.argmax(-1)
-    accuracy = classification_metrics(predictions, np.asarray(test["labels"]), ctx.labels)["accuracy"]
+    figures, predictions = ctx.task.export_figures(logits, test, ctx)
     size_mb = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20  # + external data
-    return {"max_abs_logit_diff": diff, "test_accuracy": accuracy, "size_mb": size_mb}, predictions
+    return {"max_abs_logit_diff": diff, **figures, "size_mb": size_mb}, predictions
 
 
 def run(ctx: RunContext) -> ExportResult:
@@ -98,7 +98,7 @@ def run(ctx: RunContext) -> ExportResult:
         ctx.tracker.tags({"export.skipped": ctx.method.export_skip_reason})
         return ExportResult(variants={}, skipped_reason=ctx.method.export_skip_reason)
     cfg = ctx.cfg.stage.export
-    test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
+    test = ctx.dataset("tokenize")["test"]
     model = ctx.deployable_model().eval().cpu()
     parity_rows = test.select(range(min(cfg.n_parity_samples, len(test))))
     parity = next(padded_batches(parity_rows, ctx.tokenizer, len(parity_rows)))
@@ -118,12 +118,18 @@ def run(ctx: RunContext) -> ExportResult:
             quantize_int8(out / "model.onnx", out / "model.int8.onnx")
             int8, int8_predictions = check_variant(out / "model.int8.onnx", reference, parity, test, ctx)
             variants["int8"] = {**int8, "agreement_with_fp32": float(np.mean(int8_predictions == fp32_predictions))}
-        ctx.tokenizer.save_pretrained(str(out))  # the folder is self-contained: model(s), tokenizer, labels
-        write_json(out / "labels.json", ctx.labels)
+        ctx.tokenizer.save_pretrained(str(out))  # the folder is self-contained: model(s), tokenizer, task files
+        ctx.task.write_export_info(ctx, out)
         write_json(
-            out / "export.json", {"variants": variants, "opset": cfg.opset, "max_length": ctx.cfg.model.max_length}
+            out / "export.json",
+            {
+                "variants": variants,
+                "opset": cfg.opset,
+                "max_length": ctx.cfg.model.max_length,
+                "task": ctx.task.name,
+            },
         )
     tracking = ctx.cfg.tracking
     register_as = (tracking.model_name or tracking.experiment) if tracking.register else None
-    ctx.tracker.tags({"model_uri": log_classifier(ctx.layout.export, register_as)})
-    return ExportResult(variants=variants)
+    ctx.tracker.tags({"model_uri": log_served_model(ctx.layout.export, ctx.task, register_as)})
+    return ExportResult(variants=variants, headline=ctx.task.headline_metric)

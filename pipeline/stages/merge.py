@@ -5,18 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from datasets import load_from_disk
 
 from pipeline.atomic import atomic_dir
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
 from pipeline.inference import exact_fp32, predict_logits
+from pipeline.results import StageResult
 
 
 @dataclass
-class MergeResult:
-    skipped_reason: str | None
+class MergeResult(StageResult):
     max_abs_diff: float | None
+    skipped_reason: str | None = None
 
     def metrics(self) -> dict[str, float]:
         return {} if self.max_abs_diff is None else {"max_abs_logit_diff": self.max_abs_diff}
@@ -25,9 +25,9 @@ class MergeResult:
 def run(ctx: RunContext) -> MergeResult:
     if ctx.method.merge_skip_reason:
         ctx.tracker.tags({"merge.skipped": ctx.method.merge_skip_reason})
-        return MergeResult(skipped_reason=ctx.method.merge_skip_reason, max_abs_diff=None)
+        return MergeResult(max_abs_diff=None, skipped_reason=ctx.method.merge_skip_reason)
     cfg = ctx.cfg.stage.merge
-    test = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))["test"]
+    test = ctx.dataset("tokenize")["test"]
     batch = test.select(range(min(cfg.n_samples, len(test))))
     model = ctx.trained_model(full_precision=True)  # QLoRA's adapter merges into the full-precision base
     with exact_fp32():
@@ -40,4 +40,4 @@ def run(ctx: RunContext) -> MergeResult:
     with atomic_dir(ctx.layout.merged_model) as out:
         merged.save_pretrained(str(out))
         ctx.tokenizer.save_pretrained(str(out))
-    return MergeResult(skipped_reason=None, max_abs_diff=diff)
+    return MergeResult(max_abs_diff=diff)

@@ -1,28 +1,28 @@
-"""split: labelled texts -> stratified, seeded train/validation/test with a duplicate report."""
+"""split: source rows -> seeded train/validation/test (the task draws them, stratified where it has classes),
+with a duplicate report."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from datasets import Dataset, DatasetDict, load_from_disk
-from sklearn.model_selection import train_test_split
+from datasets import Dataset, DatasetDict
 
 from pipeline.atomic import read_json, write_json
 from pipeline.context import RunContext
-from pipeline.data import LABEL, SPLITS, TEXT, RawData, load_raw
+from pipeline.data import SPLITS, TEXT, load_raw
 from pipeline.errors import PipelineError
 from pipeline.fingerprints import digest, split_key
+from pipeline.results import StageResult
+from pipeline.tasks import Task
 
 
 @dataclass
-class SplitResult:
+class SplitResult(StageResult):
     sizes: dict[str, int]
-    class_counts: dict[str, dict[str, int]]
+    class_counts: dict[str, dict[str, int]]  # empty for a task without classes
     duplicates: dict[str, int]  # cross-split exact duplicates found (before any drop)
     dropped: int
     index_sha256: dict[str, str]  # per split, SHA-256 of its (origin, source_row) list
@@ -35,77 +35,8 @@ class SplitResult:
         out["duplicates_dropped"] = float(self.dropped)
         return out
 
-
-def label_list(raw: RawData) -> list[str]:
-    """Class names: the source's list, else the sorted distinct labels (numerically when all are ints)."""
-    seen = pd.concat([f[LABEL] for f in raw.frames.values()]).unique().tolist()
-    if raw.label_names:
-        known = set(raw.label_names)
-        unknown = [v for v in seen if str(v) not in known]
-        if unknown:
-            raise PipelineError(
-                f"data.label_column: labels {sorted(map(str, unknown))[:5]} are not in the class list {raw.label_names}"
-            )
-        return list(raw.label_names)
-    try:
-        return [str(v) for v in sorted(seen, key=lambda v: int(v))]
-    except (TypeError, ValueError):
-        return sorted(map(str, seen))
-
-
-def _stratified(frame: pd.DataFrame, n_rows: int, seed: int, what: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rest, carved) with `n_rows` rows carved off, stratified by label."""
-    try:
-        rest, carved = train_test_split(frame, test_size=n_rows, random_state=seed, stratify=frame["label_id"])
-    except ValueError as exc:
-        raise PipelineError(f"data.{what}_fraction: cannot carve a stratified {what} split ({exc})") from exc
-    return rest, carved
-
-
-def _cap(pool: pd.DataFrame, max_samples: int | None, seed: int) -> pd.DataFrame:
-    """Stratified (by origin and label) sample of at most `max_samples` rows."""
-    if max_samples is None or len(pool) <= max_samples:
-        return pool
-    if max_samples <= 0:
-        raise PipelineError(f"data.max_samples: {max_samples} must be positive")
-    strata = pool["origin"] + "/" + pool["label_id"].astype(str)
-    kept, _ = train_test_split(pool, train_size=max_samples, random_state=seed, stratify=strata)
-    return kept
-
-
-def make_splits(raw: RawData, labels: list[str], data_cfg: Any, seed: int) -> dict[str, pd.DataFrame]:
-    """Keep the source's own splits, carve the missing ones (validation from train, test if absent)."""
-    index = {name: i for i, name in enumerate(labels)}
-    pool = pd.concat(
-        [
-            frame.assign(
-                origin=name,
-                source_row=np.arange(len(frame)),
-                label_id=frame[LABEL].map(lambda v: index[str(v)]),
-            )
-            for name, frame in raw.frames.items()
-        ],
-        ignore_index=True,
-    )
-    pool = _cap(pool, data_cfg.max_samples, seed)
-    for what in ("validation", "test"):
-        fraction = getattr(data_cfg, f"{what}_fraction")
-        if not 0.0 < fraction < 0.5:
-            raise PipelineError(f"data.{what}_fraction: {fraction} must be between 0 and 0.5")
-    splits = {name: pool[pool["origin"] == name] for name in raw.frames}
-    if "all" in splits:  # one pool: carve test, then validation, as fractions of the whole pool
-        n_all = len(splits["all"])
-        rest, splits["test"] = _stratified(splits.pop("all"), round(data_cfg.test_fraction * n_all), seed, "test")
-        n_val = round(data_cfg.validation_fraction * n_all)
-        splits["train"], splits["validation"] = _stratified(rest, n_val, seed, "validation")
-    elif "validation" not in splits:
-        n_val = round(data_cfg.validation_fraction * len(splits["train"]))
-        splits["train"], splits["validation"] = _stratified(splits["train"], n_val, seed, "validation")
-    if "test" not in splits:
-        splits["validation"], splits["test"] = _stratified(
-            splits["validation"], len(splits["validation"]) // 2, seed, "test"
-        )
-    return {name: splits[name].sort_values(["origin", "source_row"]).reset_index(drop=True) for name in SPLITS}
+    def manifest(self) -> dict[str, Any]:
+        return {"splits_index_sha256": self.index_sha256}  # the exact rows of each split, for comparing runs
 
 
 def find_duplicates(splits: dict[str, pd.DataFrame], drop: bool) -> tuple[dict[str, pd.DataFrame], dict[str, int], int]:
@@ -124,31 +55,24 @@ def find_duplicates(splits: dict[str, pd.DataFrame], drop: bool) -> tuple[dict[s
     return splits, counts, dropped
 
 
-def build(cfg: Any, out: Path) -> None:
-    """Load, split and check the data; write the DatasetDict, labels.json and report.json into `out`."""
+def build(cfg: Any, task: Task, out: Path) -> None:
+    """Load, split and check the data; write the DatasetDict, report.json and the task's files into `out`."""
     raw = load_raw(cfg.data)
-    labels = label_list(raw)
-    splits = make_splits(raw, labels, cfg.data, cfg.seed)
+    splits = task.split(raw, cfg.data, cfg.seed)
     splits, duplicates, dropped = find_duplicates(splits, cfg.data.drop_cross_split_duplicates)
     for split, frame in splits.items():
         if frame.empty:
             raise PipelineError(f"data: the {split} split is empty; use more rows or larger fractions")
     index_sha256 = {s: digest(splits[s][["origin", "source_row"]].values.tolist()) for s in SPLITS}
-    DatasetDict(
-        {
-            s: Dataset.from_pandas(
-                frame[[TEXT, "label_id", "origin", "source_row"]].rename(columns={"label_id": LABEL}),
-                preserve_index=False,
-            )
-            for s, frame in splits.items()
-        }
-    ).save_to_disk(str(out / "dataset"))
-    write_json(out / "labels.json", labels)
+    DatasetDict({s: Dataset.from_pandas(frame, preserve_index=False) for s, frame in splits.items()}).save_to_disk(
+        str(out / "dataset")
+    )
+    task_report = task.describe_split(raw, splits, out)
     write_json(
         out / "report.json",
         {
             "sizes": {s: len(splits[s]) for s in SPLITS},
-            "class_counts": {s: dict(Counter(labels[i] for i in splits[s]["label_id"])) for s in SPLITS},
+            **task_report,
             "duplicates": duplicates,
             "dropped": dropped,
             "index_sha256": index_sha256,
@@ -158,19 +82,27 @@ def build(cfg: Any, out: Path) -> None:
 
 
 def run(ctx: RunContext) -> SplitResult:
-    hit = ctx.cache.materialise("split", split_key(ctx.cfg), ctx.layout.split, lambda out: build(ctx.cfg, out))
+    key = split_key(ctx.cfg)
+    hit = ctx.cache.materialise("split", key, ctx.layout.split, lambda out: build(ctx.cfg, ctx.task, out))
     report = read_json(ctx.layout.split / "report.json")
-    ctx.tracker.params({"data.labels": ctx.labels, "data.files": report["files"]})
+    ctx.tracker.params({**ctx.task.split_params(ctx), "data.files": report["files"]})
     ctx.tracker.artifact(ctx.layout.split / "report.json", "split")
     source = ctx.cfg.data.name or ctx.cfg.data.dir or ctx.cfg.data.path or ctx.cfg.data.train_path
-    dataset = load_from_disk(str(ctx.layout.split / "dataset"))
+    dataset = ctx.dataset("split")
     for split in SPLITS:
-        frame = dataset[split].to_pandas()[[TEXT, LABEL]]
-        ctx.tracker.dataset(frame, name=f"{ctx.cfg.tracking.experiment}-{split}", source=str(source), context=split)
-    ctx.tracker.artifact(ctx.layout.split / "labels.json", "split")
+        frame = dataset[split].to_pandas().drop(columns=["origin", "source_row"])
+        ctx.tracker.dataset(
+            frame,
+            name=f"{ctx.cfg.tracking.experiment}-{split}",
+            source=str(source),
+            context=split,
+            targets=ctx.task.target_column,
+        )
+    for name in sorted(p.name for p in ctx.layout.split.glob("*.json") if p.name != "report.json"):
+        ctx.tracker.artifact(ctx.layout.split / name, "split")  # the task's files (classification: labels.json)
     return SplitResult(
         sizes=report["sizes"],
-        class_counts=report["class_counts"],
+        class_counts=report.get("class_counts", {}),
         duplicates=report["duplicates"],
         dropped=report["dropped"],
         index_sha256=report["index_sha256"],

@@ -1,4 +1,4 @@
-"""tokenize: split texts -> token ids truncated to model.max_length; padding happens per batch later."""
+"""tokenize: split rows -> the task's model inputs, truncated to model.max_length; padding happens per batch later."""
 
 from __future__ import annotations
 
@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from datasets import load_from_disk
 
 from pipeline.atomic import read_json, write_json
 from pipeline.context import RunContext
 from pipeline.fingerprints import tokenize_key
 from pipeline.models import load_tokenizer
+from pipeline.results import StageResult
 
 
 @dataclass
-class TokenizeResult:
+class TokenizeResult(StageResult):
     length_stats: dict[str, float]  # untruncated token lengths over all splits
     cache_hit: bool
 
@@ -27,13 +27,13 @@ def build(ctx: RunContext, out: Path) -> None:
     """Tokenize every split into `out/dataset`, with the tokenizer and length statistics beside it."""
     max_length = ctx.cfg.model.max_length
     tokenizer = load_tokenizer(ctx.cfg.model)
-    splits = load_from_disk(str(ctx.require(ctx.layout.split / "dataset", "split")))
+    splits = ctx.dataset("split")
     full_lengths = []
 
     def encode(batch: dict) -> dict:
-        full_lengths.extend(len(ids) for ids in tokenizer(batch["text"], truncation=False)["input_ids"])
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        return {**enc, "labels": batch["label"], "length": [len(ids) for ids in enc["input_ids"]]}
+        columns, untruncated = ctx.task.tokenize(batch, tokenizer, max_length)
+        full_lengths.extend(untruncated)
+        return columns
 
     tokenized = splits.map(
         encode, batched=True, remove_columns=splits["train"].column_names, load_from_cache_file=False

@@ -1,37 +1,26 @@
-"""train: tokenized splits + method -> trained model (adapter or full weights), best checkpoint by validation."""
+"""train: the run's splits + method -> trained model (adapter, full weights or a baseline), with its accounting.
+
+The method fits (transformer methods through the Trainer, pipeline/finetune.py; a baseline on the raw texts);
+this stage checks what can be checked before any work, and records what training produced.
+"""
 
 from __future__ import annotations
 
-import math
 import resource
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-from datasets import Dataset, load_from_disk
-from torch.utils.data import Sampler
-from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
-from transformers.trainer_pt_utils import LengthGroupedSampler
-from transformers.trainer_utils import EvalPrediction
-from transformers.training_args import OptimizerNames
-
-from pipeline.atomic import atomic_dir, write_json
+from pipeline.atomic import write_json
 from pipeline.config import value
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
-from pipeline.inference import resolved_precision
-from pipeline.methods import Baseline
-from pipeline.metrics import classification_metrics, scalar_metrics
-from pipeline.models import ParameterCounts, count_parameters
-from pipeline.sweep import PruningCallback, open_trial
-from pipeline.tracking import Tracker
+from pipeline.models import ParameterCounts
+from pipeline.results import StageResult
 
 
 @dataclass
-class TrainResult:
+class TrainResult(StageResult):
     params: ParameterCounts
     wall_s: float
     train_samples: int
@@ -42,6 +31,7 @@ class TrainResult:
     saved_mb: float  # what the method saved (adapter, trained tensors or whole model), tokenizer excluded
     steps: int  # optimizer steps taken (0 for a baseline)
     runtime: dict[str, Any]  # what training ran on (device, GPU, precision, optimizer), for the manifest
+    log_history: list[dict[str, Any]] | None = field(default=None, repr=False)  # the Trainer's, when it ran
 
     def metrics(self) -> dict[str, float]:
         out = self.params.as_metrics()
@@ -57,61 +47,49 @@ class TrainResult:
             out["best_val_metric"] = self.best_metric
         return out
 
+    def manifest(self) -> dict[str, Any]:
+        # peak CUDA memory (or peak RSS on CPU) and what training ran on
+        return {"train_peak_memory_mb": self.peak_memory_mb, "train_runtime": self.runtime}
 
-EVAL_MIN_ROWS = 200  # fewer validation rows make checkpoint selection too noisy
+    def record(self) -> dict[str, Any]:
+        """train/result.json: the metrics, plus the best step and the step log where the Trainer ran."""
+        if self.log_history is None:
+            return self.metrics()
+        return {**self.metrics(), "best_step": self.best_step, "log_history": self.log_history}
 
 
-class SeededLengthGroupedSampler(LengthGroupedSampler):
-    """Length-grouped batches whose order is drawn from `seed + epoch`.
+def peak_memory_mb() -> float:
+    """Peak CUDA memory allocated if on GPU, else the process's peak RSS."""
+    import torch
 
-    Written here because transformers' LengthGroupedSampler draws from the global RNG, whose state after
-    a resume differs from an uninterrupted run, so a resumed run would see other batches.
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dir_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+def check(ctx: RunContext) -> None:
+    """Before any work: a known optimizer and selection metric, and a method that applies to the model.
+
+    The method check builds the architecture on the meta device, so no weights are read.
     """
-
-    def __init__(self, batch_size: int, dataset: Dataset, lengths: list[int] | None, seed: int) -> None:
-        super().__init__(batch_size, dataset=dataset, lengths=lengths, model_input_name="input_ids")
-        self.seed = seed
-        self.set_epoch(0)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.generator = torch.Generator().manual_seed(self.seed + epoch)
-
-
-class PipelineTrainer(Trainer):
-    """The Trainer, with a length-grouped sampler that resumes to the same batch order."""
-
-    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, Dataset):
-            return super()._get_train_sampler(train_dataset)
-        # The Trainer strips unused columns before this call; the tokenize stage's lengths are on the original.
-        original = self.train_dataset
-        has_lengths = isinstance(original, Dataset) and "length" in original.column_names
-        lengths = original["length"] if has_lengths and len(original) == len(dataset) else None
-        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        return SeededLengthGroupedSampler(batch, dataset, lengths, seed=self.args.data_seed)
-
-
-class MlflowStepLogger(TrainerCallback):
-    """Streams the Trainer's step logs (loss, lr, eval_*) to MLflow as `train/<key>` at each global step."""
-
-    def __init__(self, tracker: Tracker) -> None:
-        self.tracker = tracker
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-        if numeric:
-            self.tracker.metrics("train/", numeric, step=state.global_step)
-
-
-def precision_flags(precision: str) -> dict[str, bool]:
-    """bf16 where the GPU supports it (auto), plain fp32 on CPU; TF32 matmuls on CUDA."""
-    precision = resolved_precision(precision)
-    return {"bf16": precision == "bf16", "fp16": precision == "fp16", "tf32": torch.cuda.is_available()}
+    optimizer_name(ctx.cfg.train.optim)
+    metric = value(ctx.cfg.train.metric_for_best_model)
+    if metric not in ctx.task.selection_metrics:
+        raise PipelineError(
+            f"train.metric_for_best_model: {metric!r} is not a {ctx.task.name} validation metric; "
+            f"expected one of {list(ctx.task.selection_metrics)}"
+        )
+    ctx.method.check_applicable(ctx.task.skeleton(ctx), ctx.cfg.method, ctx.cfg.model)
 
 
 def optimizer_name(name: str) -> str:
     """Check `train.optim` against transformers' optimizer names before any work starts."""
+    from transformers.training_args import OptimizerNames
+
     if name not in {o.value for o in OptimizerNames}:
         raise PipelineError(
             f"train.optim: {name!r} is not a transformers optimizer; expected an OptimizerNames value such as "
@@ -120,187 +98,8 @@ def optimizer_name(name: str) -> str:
     return name
 
 
-def runtime_info(args: TrainingArguments) -> dict[str, Any]:
-    """What the Trainer actually ran with: device, GPU, resolved precision, TF32, optimizer, pinned memory."""
-    cuda = args.device.type == "cuda"
-    info: dict[str, Any] = {
-        "device": args.device.type,
-        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
-        "tf32": bool(args.tf32),
-        "optim": value(args.optim),
-        "pin_memory": args.dataloader_pin_memory,
-    }
-    if cuda:
-        info["gpu"] = torch.cuda.get_device_name(args.device)
-    return info
-
-
-def peak_memory_mb() -> float:
-    """Peak CUDA memory allocated if on GPU, else the process's peak RSS."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def collator(tokenizer: Any, padding: str, max_length: int) -> DataCollatorWithPadding:
-    """Pad each batch to its longest row (dynamic), or every row to max_length."""
-    if padding == "max_length":
-        return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=max_length)
-    return DataCollatorWithPadding(tokenizer)
-
-
-def validation_rows(t: Any, n_train: int, n_validation: int) -> int:
-    """Rows per periodic validation: all periodic validations together see at most `eval_budget` x the rows
-    trained (at least EVAL_MIN_ROWS each, at most eval_max_samples), keeping their cost near a tenth of training.
-    """
-    steps_per_epoch = math.ceil(n_train / (t.batch_size * t.gradient_accumulation_steps))
-    total_steps = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
-    every = math.ceil(t.eval_steps * total_steps) if t.eval_steps < 1 else int(t.eval_steps)
-    n_evals = max(1, total_steps // max(every, 1))
-    rows_trained = total_steps * t.batch_size * t.gradient_accumulation_steps
-    budget = max(EVAL_MIN_ROWS, int(t.eval_budget * rows_trained / n_evals))
-    return min(n_validation, budget, t.eval_max_samples or n_validation)
-
-
-def compute_metrics_fn(labels: list[str]) -> Any:
-    def compute(pred: EvalPrediction) -> dict[str, float]:
-        logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
-        return scalar_metrics(classification_metrics(np.argmax(logits, -1), pred.label_ids, labels))
-
-    return compute
-
-
-def training_arguments(ctx: RunContext) -> TrainingArguments:
-    t = ctx.cfg.train
-    return TrainingArguments(
-        output_dir=str(ctx.layout.checkpoints),
-        learning_rate=t.learning_rate,
-        weight_decay=t.weight_decay,
-        num_train_epochs=t.epochs,
-        max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
-        per_device_eval_batch_size=t.eval_batch_size,
-        gradient_accumulation_steps=t.gradient_accumulation_steps,
-        warmup_steps=t.warmup_steps,
-        lr_scheduler_type=t.lr_scheduler,
-        eval_strategy="steps",
-        eval_steps=t.eval_steps,
-        save_strategy="steps",
-        save_steps=t.eval_steps,
-        save_total_limit=t.save_total_limit,
-        load_best_model_at_end=ctx.method.trainer_loads_best,
-        metric_for_best_model=value(t.metric_for_best_model),
-        greater_is_better=value(t.metric_for_best_model) != "loss",
-        logging_steps=t.logging_steps,
-        train_sampling_strategy=value(t.sampling),
-        optim=optimizer_name(t.optim),
-        dataloader_pin_memory=t.pin_memory and torch.cuda.is_available(),  # pinning needs a GPU to copy to
-        dataloader_num_workers=t.dataloader_num_workers,
-        seed=ctx.cfg.seed,
-        data_seed=ctx.cfg.seed,
-        full_determinism=t.deterministic,
-        report_to="none",
-        disable_tqdm=True,
-        **precision_flags(value(t.precision)),
-    )
-
-
-def dir_size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
-
-
-def fit_baseline(ctx: RunContext, method: Baseline) -> TrainResult:
-    """Train a non-transformer baseline on the split's raw texts; accounted like the fine-tuning methods."""
-    split = load_from_disk(str(ctx.require(ctx.layout.split / "dataset", "split")))
-    train, validation = split["train"], split["validation"]
-    start = time.perf_counter()
-    fitted, val_f1 = method.fit(
-        (train["text"], train["label"]), (validation["text"], validation["label"]), ctx.cfg.method, ctx.cfg.seed
-    )
-    wall = time.perf_counter() - start
-    n = method.n_parameters(fitted)
-    with atomic_dir(ctx.layout.model) as out:
-        method.save(fitted, out)
-        saved = dir_size_mb(out)
-    result = TrainResult(
-        params=ParameterCounts(total=n, trainable=n, trainable_method=n, trainable_head=0),
-        wall_s=wall,
-        train_samples=len(train),
-        eval_s=0.0,
-        best_metric=val_f1,
-        best_step=None,
-        peak_memory_mb=peak_memory_mb(),
-        saved_mb=saved,
-        steps=0,
-        runtime={"device": "cpu", "library": "scikit-learn"},
-    )
-    write_json(ctx.layout.train / "result.json", result.metrics())
-    ctx.tracker.artifact(ctx.layout.model, "model")
-    return result
-
-
-def trial_callbacks(ctx: RunContext) -> list[TrainerCallback]:
-    """In an Optuna sweep: report each validation to the trial and stop when the pruner says so."""
-    trial = open_trial(ctx.cfg.trial, Path(ctx.cfg.paths.output_dir))
-    return [] if trial is None else [PruningCallback(trial, value(ctx.cfg.train.metric_for_best_model))]
-
-
 def run(ctx: RunContext) -> TrainResult:
-    if isinstance(ctx.method, Baseline):
-        return fit_baseline(ctx, ctx.method)
-    cfg = ctx.cfg
-    data = load_from_disk(str(ctx.require(ctx.layout.tokenized / "dataset", "tokenize")))
-    tokenizer = ctx.tokenizer
-    model = ctx.method_base_model()
-    ctx.method.check_applicable(model, cfg.method, cfg.model)
-    model = ctx.method.wrap(model, cfg.method, cfg.model)
-    params = count_parameters(model)
-    n_eval = validation_rows(cfg.train, len(data["train"]), len(data["validation"]))
-    validation = data["validation"].shuffle(seed=cfg.seed).select(range(n_eval))
-    validation = validation.sort("length")  # similar lengths per eval batch: less padding, cheaper validation
-    trainer = PipelineTrainer(
-        model=model,
-        args=training_arguments(ctx),
-        train_dataset=data["train"],
-        eval_dataset=validation,
-        processing_class=tokenizer,
-        data_collator=collator(tokenizer, value(cfg.train.padding), cfg.model.max_length),
-        compute_metrics=compute_metrics_fn(ctx.labels),
-        callbacks=[MlflowStepLogger(ctx.tracker), *ctx.method.callbacks(model, cfg.method), *trial_callbacks(ctx)],
-    )
-    checkpoints = sorted(ctx.layout.checkpoints.glob("checkpoint-*")) if ctx.layout.checkpoints.is_dir() else []
-    resume_from = bool(cfg.resume and checkpoints)  # the Trainer restores weights, optimizer, scheduler and RNGs
-    ctx.tracker.tags({"resumed_from_checkpoint": resume_from})
-    if torch.cuda.is_available():  # peak memory of this training alone, not of earlier stages in the process
-        torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume_from else None)
-    wall = time.perf_counter() - start
-    state = trainer.state
-    eval_s = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)
-    best_step = int(state.best_global_step) if getattr(state, "best_global_step", None) else None
-    trained = trainer.model
-    if not ctx.method.trainer_loads_best and state.best_model_checkpoint:
-        trained = ctx.method.load(ctx.method_base_model(), Path(state.best_model_checkpoint))
-    with atomic_dir(ctx.layout.model) as out:
-        ctx.method.save(trained, out)
-        saved = dir_size_mb(out)
-        tokenizer.save_pretrained(str(out))
-    result = TrainResult(
-        params=params,
-        wall_s=wall,
-        train_samples=state.global_step * cfg.train.batch_size * cfg.train.gradient_accumulation_steps,
-        eval_s=eval_s,
-        best_metric=float(state.best_metric) if state.best_metric is not None else None,
-        best_step=best_step,
-        peak_memory_mb=peak_memory_mb(),
-        saved_mb=saved,
-        steps=state.global_step,
-        runtime=runtime_info(trainer.args),
-    )
-    write_json(
-        ctx.layout.train / "result.json",
-        {**result.metrics(), "best_step": best_step, "log_history": state.log_history},
-    )
+    result = ctx.method.fit(ctx)
+    write_json(ctx.layout.train / "result.json", result.record())
     ctx.tracker.artifact(ctx.layout.model, "model")
     return result

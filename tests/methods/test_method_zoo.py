@@ -12,7 +12,8 @@ from peft import PeftModel
 
 from pipeline.errors import PipelineError
 from pipeline.methods import Method, applicable_methods, get_method, registered_methods
-from pipeline.models import count_parameters, load_classifier
+from pipeline.models import count_parameters
+from pipeline.tasks.classification import load_classifier
 from tests.methods.test_methods import model_cfg
 
 LABELS = ["a", "b", "c"]

@@ -7,7 +7,8 @@ from omegaconf import OmegaConf
 
 from pipeline.errors import PipelineError
 from pipeline.methods import get_method, registered_methods
-from pipeline.models import count_parameters, load_classifier
+from pipeline.models import count_parameters
+from pipeline.tasks.classification import load_classifier
 
 
 def model_cfg(path, sets):

@@ -10,7 +10,8 @@ import pytest
 from pipeline.config import DataConfig
 from pipeline.data import RawData
 from pipeline.errors import PipelineError
-from pipeline.stages.split import find_duplicates, label_list, make_splits
+from pipeline.stages.split import find_duplicates
+from pipeline.tasks.classification import label_list, make_splits
 from tests.conftest import synthetic_frame
 
 

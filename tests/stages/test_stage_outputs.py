@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from datasets import load_from_disk
 
-from pipeline.stages.errors import rank_samples
+from pipeline.tasks.classification import rank_samples
 
 
 def test_tokenize_truncates_and_does_not_pad_on_disk(lora_run):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datasets import Dataset
 
 from pipeline.config import TrainConfig
-from pipeline.stages.train import EVAL_MIN_ROWS, SeededLengthGroupedSampler, validation_rows
+from pipeline.finetune import EVAL_MIN_ROWS, SeededLengthGroupedSampler, validation_rows
 
 
 def test_validation_budget_scales_with_training_and_is_capped():

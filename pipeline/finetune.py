@@ -1,0 +1,219 @@
+"""Fine-tuning with the transformers Trainer, shared by every transformer method: the train stage's main path.
+
+The Trainer does the loop; this module adds what it lacks here: a length-grouped sampler that resumes to the same
+batch order, step logs streamed to MLflow, a validation budget, Optuna pruning, and the best checkpoint saved
+through the method. The task gives the collator and the validation metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from datasets import Dataset
+from torch.utils.data import Sampler
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from pipeline.atomic import atomic_dir
+from pipeline.config import value
+from pipeline.context import RunContext
+from pipeline.inference import resolved_precision
+from pipeline.methods import Method
+from pipeline.models import count_parameters
+from pipeline.stages.train import TrainResult, dir_size_mb, optimizer_name, peak_memory_mb
+from pipeline.sweep import open_trial
+from pipeline.tracking import Tracker
+
+EVAL_MIN_ROWS = 200  # fewer validation rows make checkpoint selection too noisy
+
+
+class SeededLengthGroupedSampler(LengthGroupedSampler):
+    """Length-grouped batches whose order is drawn from `seed + epoch`.
+
+    Written here because transformers' LengthGroupedSampler draws from the global RNG, whose state after
+    a resume differs from an uninterrupted run, so a resumed run would see other batches.
+    """
+
+    def __init__(self, batch_size: int, dataset: Dataset, lengths: list[int] | None, seed: int) -> None:
+        super().__init__(batch_size, dataset=dataset, lengths=lengths, model_input_name="input_ids")
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class PipelineTrainer(Trainer):
+    """The Trainer, with a length-grouped sampler that resumes to the same batch order."""
+
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.args.train_sampling_strategy != "group_by_length" or not isinstance(dataset, Dataset):
+            return super()._get_train_sampler(train_dataset)
+        # The Trainer strips unused columns before this call; the tokenize stage's lengths are on the original.
+        original = self.train_dataset
+        has_lengths = isinstance(original, Dataset) and "length" in original.column_names
+        lengths = original["length"] if has_lengths and len(original) == len(dataset) else None
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return SeededLengthGroupedSampler(batch, dataset, lengths, seed=self.args.data_seed)
+
+
+class MlflowStepLogger(TrainerCallback):
+    """Streams the Trainer's step logs (loss, lr, eval_*) to MLflow as `train/<key>` at each global step."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+        if numeric:
+            self.tracker.metrics("train/", numeric, step=state.global_step)
+
+
+class PruningCallback(TrainerCallback):
+    """Reports the validation metric to the trial at each evaluation; raises TrialPruned when told to stop."""
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial, self.key = trial, f"eval_{metric}"
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
+        if not metrics or self.key not in metrics:
+            return
+        self.trial.report(float(metrics[self.key]), step=state.global_step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {state.global_step} ({self.key}={metrics[self.key]:.4f})")
+
+
+def precision_flags(precision: str) -> dict[str, bool]:
+    """bf16 where the GPU supports it (auto), plain fp32 on CPU; TF32 matmuls on CUDA."""
+    precision = resolved_precision(precision)
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16", "tf32": torch.cuda.is_available()}
+
+
+def runtime_info(args: TrainingArguments) -> dict[str, Any]:
+    """What the Trainer actually ran with: device, GPU, resolved precision, TF32, optimizer, pinned memory."""
+    cuda = args.device.type == "cuda"
+    info: dict[str, Any] = {
+        "device": args.device.type,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "tf32": bool(args.tf32),
+        "optim": value(args.optim),
+        "pin_memory": args.dataloader_pin_memory,
+    }
+    if cuda:
+        info["gpu"] = torch.cuda.get_device_name(args.device)
+    return info
+
+
+def validation_rows(t: Any, n_train: int, n_validation: int) -> int:
+    """Rows per periodic validation: all periodic validations together see at most `eval_budget` x the rows
+    trained (at least EVAL_MIN_ROWS each, at most eval_max_samples), keeping their cost near a tenth of training.
+    """
+    steps_per_epoch = math.ceil(n_train / (t.batch_size * t.gradient_accumulation_steps))
+    total_steps = t.max_steps if t.max_steps > 0 else math.ceil(t.epochs * steps_per_epoch)
+    every = math.ceil(t.eval_steps * total_steps) if t.eval_steps < 1 else int(t.eval_steps)
+    n_evals = max(1, total_steps // max(every, 1))
+    rows_trained = total_steps * t.batch_size * t.gradient_accumulation_steps
+    budget = max(EVAL_MIN_ROWS, int(t.eval_budget * rows_trained / n_evals))
+    return min(n_validation, budget, t.eval_max_samples or n_validation)
+
+
+def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
+    t = ctx.cfg.train
+    return TrainingArguments(
+        output_dir=str(ctx.layout.checkpoints),
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler,
+        eval_strategy="steps",
+        eval_steps=t.eval_steps,
+        save_strategy="steps",
+        save_steps=t.eval_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=method.trainer_loads_best,
+        metric_for_best_model=value(t.metric_for_best_model),
+        greater_is_better=value(t.metric_for_best_model) != "loss",
+        logging_steps=t.logging_steps,
+        train_sampling_strategy=value(t.sampling),
+        optim=optimizer_name(t.optim),
+        dataloader_pin_memory=t.pin_memory and torch.cuda.is_available(),  # pinning needs a GPU to copy to
+        dataloader_num_workers=t.dataloader_num_workers,
+        seed=ctx.cfg.seed,
+        data_seed=ctx.cfg.seed,
+        full_determinism=t.deterministic,
+        report_to="none",
+        disable_tqdm=True,
+        **precision_flags(value(t.precision)),
+    )
+
+
+def trial_callbacks(ctx: RunContext) -> list[TrainerCallback]:
+    """In an Optuna sweep: report each validation to the trial and stop when the pruner says so."""
+    trial = open_trial(ctx.cfg.trial, Path(ctx.cfg.paths.output_dir))
+    return [] if trial is None else [PruningCallback(trial, value(ctx.cfg.train.metric_for_best_model))]
+
+
+def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
+    """Train `method` on the tokenized splits with the Trainer; save the best checkpoint to the run's model dir."""
+    cfg = ctx.cfg
+    data = ctx.dataset("tokenize")
+    tokenizer = ctx.tokenizer
+    model = ctx.method_base_model()
+    method.check_applicable(model, cfg.method, cfg.model)
+    model = method.wrap(model, cfg.method, cfg.model)
+    params = count_parameters(model)
+    n_eval = validation_rows(cfg.train, len(data["train"]), len(data["validation"]))
+    validation = data["validation"].shuffle(seed=cfg.seed).select(range(n_eval))
+    validation = validation.sort("length")  # similar lengths per eval batch: less padding, cheaper validation
+    trainer = PipelineTrainer(
+        model=model,
+        args=training_arguments(ctx, method),
+        train_dataset=data["train"],
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        data_collator=ctx.task.collator(tokenizer, value(cfg.train.padding), cfg.model.max_length),
+        compute_metrics=ctx.task.trainer_metrics(ctx),
+        callbacks=[MlflowStepLogger(ctx.tracker), *method.callbacks(model, cfg.method), *trial_callbacks(ctx)],
+    )
+    checkpoints = sorted(ctx.layout.checkpoints.glob("checkpoint-*")) if ctx.layout.checkpoints.is_dir() else []
+    resume_from = bool(cfg.resume and checkpoints)  # the Trainer restores weights, optimizer, scheduler and RNGs
+    ctx.tracker.tags({"resumed_from_checkpoint": resume_from})
+    if torch.cuda.is_available():  # peak memory of this training alone, not of earlier stages in the process
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=True if resume_from else None)
+    wall = time.perf_counter() - start
+    state = trainer.state
+    eval_s = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)
+    best_step = int(state.best_global_step) if getattr(state, "best_global_step", None) else None
+    trained = trainer.model
+    if not method.trainer_loads_best and state.best_model_checkpoint:
+        trained = method.load(ctx.method_base_model(), Path(state.best_model_checkpoint))
+    with atomic_dir(ctx.layout.model) as out:
+        method.save(trained, out)
+        saved = dir_size_mb(out)
+        tokenizer.save_pretrained(str(out))
+    return TrainResult(
+        params=params,
+        wall_s=wall,
+        train_samples=state.global_step * cfg.train.batch_size * cfg.train.gradient_accumulation_steps,
+        eval_s=eval_s,
+        best_metric=float(state.best_metric) if state.best_metric is not None else None,
+        best_step=best_step,
+        peak_memory_mb=peak_memory_mb(),
+        saved_mb=saved,
+        steps=state.global_step,
+        runtime=runtime_info(trainer.args),
+        log_history=state.log_history,
+    )

@@ -1,0 +1,190 @@
+"""Task registry: a task says which head the model gets, how rows become model inputs, and how outputs are scored.
+
+Stages, methods and CLIs ask the run's task (`ctx.task`) and never name a task themselves. Adding a task means
+adding one module in this package (decorated with `@register_task`) and one YAML file in conf/task/.
+Modules here import torch, transformers and peft inside the functions that use them, so registering the
+configs (`python -m pipeline --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from omegaconf import MISSING
+
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from datasets import Dataset
+    from torch import nn
+    from transformers import PreTrainedTokenizerBase
+
+    from pipeline.context import RunContext
+    from pipeline.data import RawData
+    from pipeline.results import StageResult
+
+
+@dataclass
+class TaskConfig:
+    """Fields every task config has; a task with knobs subclasses it."""
+
+    name: str = MISSING
+
+
+class Task(ABC):
+    """Everything that differs between tasks; the Trainer loop, the stages and the methods are shared."""
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[TaskConfig]]
+    peft_task_type: ClassVar[str]  # a peft TaskType value; every peft method puts it in its config
+    headline_metric: ClassVar[str]  # the test metric comparisons rank by (evaluate logs it as test_<name>)
+    comparison_metrics: ClassVar[tuple[str, ...]]  # test metrics in comparison tables, the headline first
+    selection_metrics: ClassVar[tuple[str, ...]]  # validation metrics train.metric_for_best_model may name
+    target_column: ClassVar[str]  # the split's column holding what the model learns to predict
+    served_model_name: ClassVar[str]  # name of the MLflow logged model the export stage writes
+
+    # --- model -------------------------------------------------------------------------------------
+    @abstractmethod
+    def auto_class(self) -> type:
+        """The transformers Auto class that puts this task's head on a pretrained model."""
+
+    def owns(self, model: nn.Module) -> bool:
+        """Whether `model` (a transformers model, not yet wrapped) has this task's head."""
+        from transformers.models.auto.auto_factory import _get_model_class
+
+        mapping = self.auto_class()._model_mapping
+        config_cls = type(model.config)
+        return config_cls in mapping and type(model) is _get_model_class(model.config, mapping)
+
+    @abstractmethod
+    def load_model(self, ctx: RunContext, **kwargs: Any) -> nn.Module:
+        """The pretrained model with this task's head, seeded so every stage gets the same new weights.
+
+        kwargs go to `from_pretrained` (e.g. a method's quantization_config).
+        """
+
+    @abstractmethod
+    def skeleton(self, ctx: RunContext) -> nn.Module:
+        """The model's architecture on the meta device (no weights read), for checks before any work."""
+
+    def load_saved(self, path: Path) -> nn.Module:
+        """A plain transformers model this task's stages saved (merged, or fully fine-tuned)."""
+        return self.auto_class().from_pretrained(str(path))
+
+    # --- data --------------------------------------------------------------------------------------
+    @abstractmethod
+    def split(self, raw: RawData, data_cfg: Any, seed: int) -> dict[str, pd.DataFrame]:
+        """Seeded train/validation/test frames with `text`, `origin`, `source_row` and the task's columns."""
+
+    @abstractmethod
+    def describe_split(self, raw: RawData, splits: dict[str, pd.DataFrame], out: Path) -> dict[str, Any]:
+        """Write the task's files beside the split (classification: labels.json); return report.json entries."""
+
+    @abstractmethod
+    def split_params(self, ctx: RunContext) -> dict[str, Any]:
+        """MLflow params describing the split (classification: the class names)."""
+
+    @abstractmethod
+    def tokenize(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict:
+        """A batch of split rows -> model inputs, `labels` and `length` (tokens kept)."""
+
+    @abstractmethod
+    def collator(self, tokenizer: PreTrainedTokenizerBase, padding: str, max_length: int) -> Any:
+        """The data collator that pads training and validation batches."""
+
+    # --- metrics, decoding, errors -----------------------------------------------------------------
+    @abstractmethod
+    def outputs(self, model: nn.Module, dataset: Dataset, ctx: RunContext, batch_size: int) -> np.ndarray:
+        """The model's outputs on tokenized rows (classification: logits), in dataset order."""
+
+    @abstractmethod
+    def score(self, outputs: np.ndarray, dataset: Dataset, ctx: RunContext) -> dict[str, Any]:
+        """Metrics of outputs against the rows' references: floats, plus any per-group detail."""
+
+    @abstractmethod
+    def trainer_metrics(self, ctx: RunContext) -> Any:
+        """The Trainer's `compute_metrics` for periodic validation (names match `selection_metrics`)."""
+
+    @abstractmethod
+    def write_evaluation(self, base: dict[str, Any], trained: dict[str, Any] | None, out: Path) -> list[str]:
+        """Write the evaluation's readable reports into `out`; return the file names to log."""
+
+    @abstractmethod
+    def errors(self, outputs: np.ndarray, rows: Dataset, ctx: RunContext, out: Path) -> tuple[StageResult, list[str]]:
+        """Rank the test split's rows worst first and write what the errors stage shows into `out`.
+
+        Returns the stage's result and the names of the files to log to MLflow.
+        """
+
+    @abstractmethod
+    def explore_groups(self, rows: Dataset, ctx: RunContext) -> tuple[np.ndarray, list[str]] | None:
+        """Group id per tokenized row and group names, to colour the embedding plot; None if there are none."""
+
+    # --- export, predict, serving ------------------------------------------------------------------
+    @abstractmethod
+    def export_figures(self, outputs: np.ndarray, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
+        """Test figures of an exported model's outputs, and its decoded predictions (to compare variants)."""
+
+    @abstractmethod
+    def write_export_info(self, ctx: RunContext, out: Path) -> None:
+        """What a predictor needs beside the model files in an export directory (classification: labels.json)."""
+
+    @abstractmethod
+    def predictor(self, model_dir: Path, backend: str) -> Any:
+        """A predictor over an export directory (backend onnx, onnx-int8) or a transformers model directory."""
+
+    @abstractmethod
+    def predict_frame(self, predictor: Any, frame: pd.DataFrame, text_column: str, batch_size: int) -> pd.DataFrame:
+        """The input rows plus the task's prediction columns and an `error` column for rows that cannot run."""
+
+    @abstractmethod
+    def serving_example(self) -> pd.DataFrame:
+        """An input example for the MLflow model's signature."""
+
+
+_REGISTRY: dict[str, Task] = {}
+DEFAULT_TASK = "classification"  # the task of runs and exports made before tasks were a choice
+
+
+def register_task(cls: type[Task]) -> type[Task]:
+    """Class decorator: make a task available under `cls.name`."""
+    if cls.name in _REGISTRY:
+        raise RuntimeError(f"task {cls.name!r} registered twice")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def _discover() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+def registered_tasks() -> list[Task]:
+    """Every registered task, sorted by name."""
+    _discover()
+    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+
+
+def get_task(name: str) -> Task:
+    """The task registered as `name`, or a PipelineError listing the known ones."""
+    _discover()
+    if name not in _REGISTRY:
+        raise PipelineError(f"task.name: unknown task {name!r}; expected one of {sorted(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def task_of(model: nn.Module) -> Task:
+    """The registered task whose head `model` has (methods read their peft task type from it)."""
+    for task in registered_tasks():
+        if task.owns(model):
+            return task
+    raise PipelineError(
+        f"model: {type(model).__name__} has no head of a known task; expected one of {sorted(_REGISTRY)}"
+    )
