@@ -51,8 +51,8 @@ class BaseMethod(ABC):
     explore_skip_reason: ClassVar[str | None] = None  # None: `explore` embeds the trained model as well
 
     @abstractmethod
-    def fit(self, ctx: RunContext) -> TrainResult:
-        """Train on the run's splits and save the result to `ctx.layout.model`."""
+    def train(self, ctx: RunContext) -> TrainResult:
+        """Train on the run's splits and save the result to `ctx.layout.model` (the train stage's work)."""
 
     @abstractmethod
     def trained_outputs(self, ctx: RunContext, split: str, batch_size: int) -> np.ndarray:
@@ -104,7 +104,7 @@ class Method(BaseMethod):
         """Fold the method's parameters into a plain transformers model."""
         raise PipelineError(f"method.name: {self.name} cannot be merged ({self.merge_skip_reason})")
 
-    def fit(self, ctx: RunContext) -> TrainResult:
+    def train(self, ctx: RunContext) -> TrainResult:
         from pipeline.finetune import fine_tune
 
         return fine_tune(ctx, self)
@@ -120,7 +120,7 @@ class Baseline(BaseMethod):
     explore_skip_reason = "a baseline has no encoder embeddings"
 
     @abstractmethod
-    def fit_texts(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Any, float]:
+    def fit(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Any, float]:
         """Train on the training texts, select settings on validation; return the model and its validation macro-F1."""
 
     @abstractmethod
@@ -135,7 +135,7 @@ class Baseline(BaseMethod):
     def logits(self, path: Path, texts: list[str]) -> np.ndarray:
         """Per-class scores (n_rows, n_labels) of the model saved at `path`; argmax is the prediction."""
 
-    def fit(self, ctx: RunContext) -> TrainResult:
+    def train(self, ctx: RunContext) -> TrainResult:
         """Fit on the split's raw texts and targets; accounted like the fine-tuning methods."""
         from pipeline.atomic import atomic_dir
         from pipeline.data import TEXT
@@ -145,7 +145,7 @@ class Baseline(BaseMethod):
         split, target = ctx.dataset("split"), ctx.task.target_column
         train, validation = split["train"], split["validation"]
         start = time.perf_counter()
-        fitted, val_score = self.fit_texts(
+        fitted, val_score = self.fit(
             (train[TEXT], train[target]), (validation[TEXT], validation[target]), ctx.cfg.method, ctx.cfg.seed
         )
         wall = time.perf_counter() - start

@@ -35,9 +35,7 @@ class TfidfLogisticRegression(Baseline):
     config_cls = TfidfLrMethodConfig
     export_skip_reason = "a scikit-learn pipeline has no ONNX exporter in this stack (skl2onnx is not a dependency)"
 
-    def fit_texts(
-        self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int
-    ) -> tuple[Pipeline, float]:
+    def fit(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Pipeline, float]:
         if not cfg.c_grid:
             raise PipelineError("method.c_grid: needs at least one value")
         from sklearn.feature_extraction.text import TfidfVectorizer

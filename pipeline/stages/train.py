@@ -1,6 +1,6 @@
 """train: the run's splits + method -> trained model (adapter, full weights or a baseline), with its accounting.
 
-The method fits (transformer methods through the Trainer, pipeline/finetune.py; a baseline on the raw texts);
+The method trains (transformer methods through the Trainer, pipeline/finetune.py; a baseline on the raw texts);
 this stage checks what can be checked before any work, and records what training produced.
 """
 
@@ -99,7 +99,7 @@ def optimizer_name(name: str) -> str:
 
 
 def run(ctx: RunContext) -> TrainResult:
-    result = ctx.method.fit(ctx)
+    result = ctx.method.train(ctx)
     write_json(ctx.layout.train / "result.json", result.record())
     ctx.tracker.artifact(ctx.layout.model, "model")
     return result
