@@ -15,13 +15,15 @@ import mlflow.pyfunc
 import pandas as pd
 from mlflow.models import infer_signature
 
-from pipeline.tasks import Task, get_task
+from pipeline.tasks import DEFAULT_TASK, Task, get_task
 
 BATCH_SIZE = 32
 
 
 class OnnxTaskModel(mlflow.pyfunc.PythonModel):
     """The export directory's ONNX model behind the task's `predict_frame`."""
+
+    task_name = DEFAULT_TASK  # models logged before tasks were recorded are classifiers
 
     def __init__(self, task: str) -> None:
         self.task_name = task
@@ -33,6 +35,9 @@ class OnnxTaskModel(mlflow.pyfunc.PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = self.task.predict_frame(self.predictor, pd.DataFrame(model_input), "text", BATCH_SIZE)
         return frame.drop(columns=["text"])
+
+
+OnnxTextClassifier = OnnxTaskModel  # the name models logged before the task seam were pickled under
 
 
 def log_served_model(export_dir: Path, task: Task, register_as: str | None) -> str:

@@ -29,8 +29,8 @@ class ExportResult(StageResult):
 
     def metrics(self) -> dict[str, float]:
         out = {f"{name}_{key}": v for name, figures in self.variants.items() for key, v in figures.items()}
-        key = f"test_{self.headline}"
         if self.headline and "int8" in self.variants:
+            key = f"test_{self.headline}"
             out[f"int8_{self.headline}_drop_pts"] = 100.0 * (self.variants["fp32"][key] - self.variants["int8"][key])
         return out
 

@@ -67,7 +67,7 @@ def build(cfg: Any, task: Task, out: Path) -> None:
     DatasetDict({s: Dataset.from_pandas(frame, preserve_index=False) for s, frame in splits.items()}).save_to_disk(
         str(out / "dataset")
     )
-    task_report = task.describe_split(raw, splits, out)
+    task_report, task_files = task.describe_split(raw, splits, out)
     write_json(
         out / "report.json",
         {
@@ -77,6 +77,7 @@ def build(cfg: Any, task: Task, out: Path) -> None:
             "dropped": dropped,
             "index_sha256": index_sha256,
             "files": [str(f) for f in raw.files],
+            "task_files": task_files,
         },
     )
 
@@ -98,8 +99,8 @@ def run(ctx: RunContext) -> SplitResult:
             context=split,
             targets=ctx.task.target_column,
         )
-    for name in sorted(p.name for p in ctx.layout.split.glob("*.json") if p.name != "report.json"):
-        ctx.tracker.artifact(ctx.layout.split / name, "split")  # the task's files (classification: labels.json)
+    for name in report["task_files"]:  # classification: labels.json
+        ctx.tracker.artifact(ctx.layout.split / name, "split")
     return SplitResult(
         sizes=report["sizes"],
         class_counts=report.get("class_counts", {}),

@@ -57,11 +57,12 @@ class Task(ABC):
 
     def owns(self, model: nn.Module) -> bool:
         """Whether `model` (a transformers model, not yet wrapped) has this task's head."""
+        # transformers has no public "which Auto class built this model"; its Auto classes keep the
+        # config -> model class table (with user-registered models) as `_model_mapping`.
         from transformers.models.auto.auto_factory import _get_model_class
 
         mapping = self.auto_class()._model_mapping
-        config_cls = type(model.config)
-        return config_cls in mapping and type(model) is _get_model_class(model.config, mapping)
+        return type(model.config) in mapping and isinstance(model, _get_model_class(model.config, mapping))
 
     @abstractmethod
     def load_model(self, ctx: RunContext, **kwargs: Any) -> nn.Module:
@@ -84,16 +85,23 @@ class Task(ABC):
         """Seeded train/validation/test frames with `text`, `origin`, `source_row` and the task's columns."""
 
     @abstractmethod
-    def describe_split(self, raw: RawData, splits: dict[str, pd.DataFrame], out: Path) -> dict[str, Any]:
-        """Write the task's files beside the split (classification: labels.json); return report.json entries."""
+    def describe_split(
+        self, raw: RawData, splits: dict[str, pd.DataFrame], out: Path
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Write the task's files beside the split (classification: labels.json).
+
+        Returns report.json entries (classification: class counts) and the names of the files written, to log.
+        """
 
     @abstractmethod
     def split_params(self, ctx: RunContext) -> dict[str, Any]:
         """MLflow params describing the split (classification: the class names)."""
 
     @abstractmethod
-    def tokenize(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int) -> dict:
-        """A batch of split rows -> model inputs, `labels` and `length` (tokens kept)."""
+    def tokenize(
+        self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int
+    ) -> tuple[dict, list[int]]:
+        """A batch of split rows -> (model inputs, `labels` and `length` (tokens kept), untruncated lengths)."""
 
     @abstractmethod
     def collator(self, tokenizer: PreTrainedTokenizerBase, padding: str, max_length: int) -> Any:

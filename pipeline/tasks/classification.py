@@ -243,10 +243,13 @@ class Classification(Task):
             for name, frame in splits.items()
         }
 
-    def describe_split(self, raw: RawData, splits: dict[str, pd.DataFrame], out: Path) -> dict[str, Any]:
+    def describe_split(
+        self, raw: RawData, splits: dict[str, pd.DataFrame], out: Path
+    ) -> tuple[dict[str, Any], list[str]]:
         labels = label_list(raw)
         write_json(out / LABELS_FILE, labels)
-        return {"class_counts": {s: dict(Counter(labels[i] for i in frame[LABEL])) for s, frame in splits.items()}}
+        counts = {s: dict(Counter(labels[i] for i in frame[LABEL])) for s, frame in splits.items()}
+        return {"class_counts": counts}, [LABELS_FILE]
 
     def split_params(self, ctx: RunContext) -> dict[str, Any]:
         return {"data.labels": labels_of(ctx)}
