@@ -9,8 +9,6 @@ Methods never name a task: the run's task (the model's head) gives them what dif
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from omegaconf import MISSING
 
 from pipeline.errors import PipelineError
+from pipeline.registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -172,34 +171,18 @@ class Baseline(BaseMethod):
         return self.logits(ctx.layout.model, ctx.dataset("split")[split][TEXT])
 
 
-_REGISTRY: dict[str, BaseMethod] = {}
-
-
-def register_method(cls: type[BaseMethod]) -> type[BaseMethod]:
-    """Class decorator: make a method available under `cls.name`."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"method {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
-
-
-def _discover() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+_METHODS: Registry[BaseMethod] = Registry("method", __name__, __path__)
+register_method = _METHODS.register  # class decorator: make a method available under `cls.name`
 
 
 def registered_methods() -> list[BaseMethod]:
     """Every registered method, sorted by name."""
-    _discover()
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    return _METHODS.all()
 
 
 def get_method(name: str) -> BaseMethod:
     """The method registered as `name`, or a PipelineError listing the known ones."""
-    _discover()
-    if name not in _REGISTRY:
-        raise PipelineError(f"method.name: unknown method {name!r}; expected one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _METHODS.get(name)
 
 
 def applicable_methods(model: nn.Module) -> list[str]:

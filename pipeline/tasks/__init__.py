@@ -8,8 +8,6 @@ configs (`python -m pipeline --help`) stays fast.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from omegaconf import MISSING
 
 from pipeline.errors import PipelineError
+from pipeline.registry import Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -157,35 +156,19 @@ class Task(ABC):
         """An input example for the MLflow model's signature."""
 
 
-_REGISTRY: dict[str, Task] = {}
+_TASKS: Registry[Task] = Registry("task", __name__, __path__)
+register_task = _TASKS.register  # class decorator: make a task available under `cls.name`
 DEFAULT_TASK = "classification"  # the task of runs and exports made before tasks were a choice
-
-
-def register_task(cls: type[Task]) -> type[Task]:
-    """Class decorator: make a task available under `cls.name`."""
-    if cls.name in _REGISTRY:
-        raise RuntimeError(f"task {cls.name!r} registered twice")
-    _REGISTRY[cls.name] = cls()
-    return cls
-
-
-def _discover() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
 
 
 def registered_tasks() -> list[Task]:
     """Every registered task, sorted by name."""
-    _discover()
-    return [_REGISTRY[name] for name in sorted(_REGISTRY)]
+    return _TASKS.all()
 
 
 def get_task(name: str) -> Task:
     """The task registered as `name`, or a PipelineError listing the known ones."""
-    _discover()
-    if name not in _REGISTRY:
-        raise PipelineError(f"task.name: unknown task {name!r}; expected one of {sorted(_REGISTRY)}")
-    return _REGISTRY[name]
+    return _TASKS.get(name)
 
 
 def task_of(model: nn.Module) -> Task:
@@ -194,5 +177,5 @@ def task_of(model: nn.Module) -> Task:
         if task.owns(model):
             return task
     raise PipelineError(
-        f"model: {type(model).__name__} has no head of a known task; expected one of {sorted(_REGISTRY)}"
+        f"model: {type(model).__name__} has no head of a known task; expected one of {sorted(_TASKS.entries)}"
     )
