@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import signal
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,34 +61,90 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or Ctrl-C, raised as an interrupt so the run ends KILLED instead of staying RUNNING."""
+
+
+class _SigtermGate:
+    """Holds a SIGTERM (or Ctrl-C) back while an MLflow write is in flight.
+
+    Raised inside a write, the interrupt can leave the sqlite store's transaction open, and marking the run
+    KILLED then fails with "database is locked"; held back, it is raised as soon as the write returns.
+    """
+
+    depth = 0
+    pending = False
+
+    @classmethod
+    @contextmanager
+    def closed(cls) -> Iterator[None]:
+        cls.depth += 1
+        try:
+            yield
+        finally:
+            cls.depth -= 1
+        if cls.depth == 0 and cls.pending:
+            cls.pending = False
+            raise _Terminated()
+
+    @classmethod
+    def handle(cls, signum: int, frame: Any) -> None:
+        if cls.depth:
+            cls.pending = True
+            return
+        raise _Terminated()
+
+
+END_ATTEMPTS = 20  # marking the run's end state retries a busy store for about END_ATTEMPTS x END_WAIT_S
+END_WAIT_S = 0.5
+
+
+def end_run(status: str) -> None:
+    """`mlflow.end_run(status)`, retried while another connection holds the sqlite store's write lock."""
+    for attempt in range(END_ATTEMPTS):
+        try:
+            with _SigtermGate.closed():
+                mlflow.end_run(status=status)
+            return
+        except Exception as exc:  # sqlite3 / SQLAlchemy / MlflowException all carry sqlite's message
+            if "database is locked" not in str(exc) or attempt == END_ATTEMPTS - 1:
+                raise
+            time.sleep(END_WAIT_S)
+
+
 class Tracker:
-    """Thin, explicit logging onto the active MLflow run (autolog is unvalidated on transformers 5)."""
+    """Thin, explicit logging onto the active MLflow run (autolog is unvalidated on transformers 5).
+
+    Each write holds a SIGTERM back until it has finished (see _SigtermGate).
+    """
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
 
     def metrics(self, prefix: str, values: Mapping[str, float], step: int | None = None) -> None:
-        mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in values.items()}, step=step)
+        with _SigtermGate.closed():
+            mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in values.items()}, step=step)
 
     def params(self, values: Mapping[str, Any]) -> None:
-        mlflow.log_params({k: str(v)[:6000] for k, v in values.items()})
+        with _SigtermGate.closed():
+            mlflow.log_params({k: str(v)[:6000] for k, v in values.items()})
 
     def tags(self, values: Mapping[str, Any]) -> None:
-        mlflow.set_tags({k: str(v) for k, v in values.items()})
+        with _SigtermGate.closed():
+            mlflow.set_tags({k: str(v) for k, v in values.items()})
 
     def dataset(self, frame: Any, name: str, source: str, context: str, targets: str) -> None:
         """Record a split as an MLflow dataset input (name, digest, schema, source, target column) of this run."""
-        mlflow.log_input(mlflow.data.from_pandas(frame, source=source, name=name, targets=targets), context=context)
+        dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets=targets)
+        with _SigtermGate.closed():
+            mlflow.log_input(dataset, context=context)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        if path.is_dir():
-            mlflow.log_artifacts(str(path), artifact_path=artifact_path)
-        else:
-            mlflow.log_artifact(str(path), artifact_path=artifact_path)
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as an interrupt so the run ends KILLED instead of staying RUNNING."""
+        with _SigtermGate.closed():
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path=artifact_path)
+            else:
+                mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
 @contextmanager
@@ -96,27 +153,13 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
     client, experiment_id = open_experiment(cfg)
     mlflow.set_tracking_uri(client.tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id)
-    experiment = cfg.tracking.experiment
     run_name = cfg.tracking.run_name or f"{cfg.method.name}-{run_dir.name}"
     run = mlflow.start_run(run_name=run_name, parent_run_id=cfg.trial.parent_run_id)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    previous = {sig: signal.signal(sig, _SigtermGate.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     status = RunStatus.to_string(RunStatus.FAILED)
     try:
-        container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-        mlflow.log_params({k: str(v)[:6000] for k, v in flatten(container).items()})
-        mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
-        mlflow.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
-        mlflow.set_tags(
-            {
-                "experiment": experiment,
-                "task": cfg.task.name,
-                "method": cfg.method.name,
-                "model": cfg.model.name_or_path if not cfg.model.from_package else cfg.model.from_package,
-                "run_dir": str(run_dir),
-            }
-        )
-        if cfg.trial.study is not None:  # a sweep trial: findable from the study and back
-            mlflow.set_tags({"optuna.study": cfg.trial.study, "optuna.trial_number": cfg.trial.number})
+        with _SigtermGate.closed():
+            log_run_config(cfg, run_dir, overrides)
         yield Tracker(run.info.run_id)
         status = RunStatus.to_string(RunStatus.FINISHED)
         if cfg.trial.study is not None:
@@ -134,9 +177,25 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
             mlflow.set_tag("optuna.trial_state", "FAIL")
         raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        mlflow.end_run(status=status)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        end_run(status)
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
+def log_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+    """The composed config (as params and as YAML), the overrides, and the tags that find the run."""
+    container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    mlflow.log_params({k: str(v)[:6000] for k, v in flatten(container).items()})
+    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    mlflow.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+    mlflow.set_tags(
+        {
+            "experiment": cfg.tracking.experiment,
+            "task": cfg.task.name,
+            "method": cfg.method.name,
+            "model": cfg.model.name_or_path if not cfg.model.from_package else cfg.model.from_package,
+            "run_dir": str(run_dir),
+        }
+    )
+    if cfg.trial.study is not None:  # a sweep trial: findable from the study and back
+        mlflow.set_tags({"optuna.study": cfg.trial.study, "optuna.trial_number": cfg.trial.number})
