@@ -52,17 +52,16 @@ def task_columns(task: Task) -> tuple[list[tuple[str, str, str]], list[tuple[str
 
 def sweep_task(sweep_dir: Path) -> Task:
     """The task the sweep's runs ran (their summaries record it; runs made before tasks did: the default)."""
-    for summary in sorted(sweep_dir.glob("*/summary.json")):
-        return get_task(read_json(summary).get("task", DEFAULT_TASK))
-    return get_task(DEFAULT_TASK)
+    first = next(iter(sorted(sweep_dir.glob("*/summary.json"))), None)
+    return get_task(read_json(first).get("task", DEFAULT_TASK) if first else DEFAULT_TASK)
 
 
-def collect(sweep_dir: Path) -> pd.DataFrame:
+def collect(sweep_dir: Path, task: Task | None = None) -> pd.DataFrame:
     """One row per run directory under `sweep_dir`; a run without a summary is listed as failed.
 
-    Rows are sorted by the task's headline test metric, best first.
+    Rows are sorted by the task's headline test metric (default: the sweep's task), best first.
     """
-    task = sweep_task(sweep_dir)
+    task = task or sweep_task(sweep_dir)
     test_columns, onnx_columns = task_columns(task)
     columns_spec = [*test_columns, *COLUMNS, *onnx_columns]
     rows: list[dict[str, Any]] = []
@@ -151,8 +150,9 @@ def compare(sweep_dir: Path, tracking_cfg: Any | None = None) -> Path:
 
     The headline is the task's (classification: accuracy_vs_params.png).
     """
-    frame = collect(sweep_dir)
-    headline = sweep_task(sweep_dir).headline_metric
+    task = sweep_task(sweep_dir)
+    frame = collect(sweep_dir, task)
+    headline = task.headline_metric
     out_dir = sweep_dir / COMPARISON_DIR
     with atomic_dir(out_dir) as out:
         frame.to_csv(out / "comparison.csv", index=False)

@@ -80,8 +80,9 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
             summary["stages"][stage.value] = metrics
             if result.skipped_reason:
                 summary.setdefault("skipped", {})[stage.value] = result.skipped_reason
-            if result.manifest():
-                manifest.update(result.manifest())
+            entries = result.manifest()
+            if entries:
+                manifest.update(entries)
                 write_json(manifest_path, manifest)
                 tracker.artifact(manifest_path)
         summary["task"] = task.name

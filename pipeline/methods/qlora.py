@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import Precision
 from pipeline.errors import PipelineError
 from pipeline.methods import register_method
 from pipeline.methods.lora import Lora, LoraMethodConfig
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
 # Module names of task heads across transformers architectures; bitsandbytes leaves them unquantized.
 HEAD_MODULES = ["classifier", "pre_classifier", "score", "pooler"]
-PRECISIONS = ("bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -33,8 +33,9 @@ class QloraMethodConfig(LoraMethodConfig):
 
 def compute_dtype(name: str) -> torch.dtype:
     """The 4-bit layers' compute dtype; `auto` resolves as train.precision does."""
-    if name != "auto" and name not in PRECISIONS:
-        raise PipelineError(f"method.compute_dtype: unknown {name!r}; expected auto or one of {sorted(PRECISIONS)}")
+    explicit = sorted(p.value for p in Precision if p != Precision.auto)
+    if name != Precision.auto.value and name not in explicit:
+        raise PipelineError(f"method.compute_dtype: unknown {name!r}; expected auto or one of {explicit}")
     import torch
 
     from pipeline.inference import resolved_precision

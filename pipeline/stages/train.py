@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import write_json
-from pipeline.config import value
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
 from pipeline.models import ParameterCounts
@@ -72,17 +71,11 @@ def dir_size_mb(path: Path) -> float:
 
 
 def check(ctx: RunContext) -> None:
-    """Before any work: a known optimizer and selection metric, and a method that applies to the model.
+    """Before any work: a known optimizer, and a method that applies to the model.
 
     The method check builds the architecture on the meta device, so no weights are read.
     """
     optimizer_name(ctx.cfg.train.optim)
-    metric = value(ctx.cfg.train.metric_for_best_model)
-    if metric not in ctx.task.selection_metrics:
-        raise PipelineError(
-            f"train.metric_for_best_model: {metric!r} is not a {ctx.task.name} validation metric; "
-            f"expected one of {list(ctx.task.selection_metrics)}"
-        )
     ctx.method.check_applicable(ctx.task.skeleton(ctx), ctx.cfg.method, ctx.cfg.model)
 
 

@@ -45,7 +45,6 @@ class Task(ABC):
     peft_task_type: ClassVar[str]  # a peft TaskType value; every peft method puts it in its config
     headline_metric: ClassVar[str]  # the test metric comparisons rank by (evaluate logs it as test_<name>)
     comparison_metrics: ClassVar[tuple[str, ...]]  # test metrics in comparison tables, the headline first
-    selection_metrics: ClassVar[tuple[str, ...]]  # validation metrics train.metric_for_best_model may name
     target_column: ClassVar[str]  # the split's column holding what the model learns to predict
     served_model_name: ClassVar[str]  # name of the MLflow logged model the export stage writes
 
@@ -117,7 +116,7 @@ class Task(ABC):
 
     @abstractmethod
     def trainer_metrics(self, ctx: RunContext) -> Any:
-        """The Trainer's `compute_metrics` for periodic validation (names match `selection_metrics`)."""
+        """The Trainer's `compute_metrics` for periodic validation (its names are train.metric_for_best_model's)."""
 
     @abstractmethod
     def write_evaluation(self, base: dict[str, Any], trained: dict[str, Any] | None, out: Path) -> list[str]:
@@ -137,7 +136,8 @@ class Task(ABC):
     # --- export, predict, serving ------------------------------------------------------------------
     @abstractmethod
     def export_figures(self, outputs: np.ndarray, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
-        """Test figures of an exported model's outputs, and its decoded predictions (to compare variants)."""
+        """An exported model's `test_<headline_metric>` (and any other figures), and its decoded predictions
+        (to compare variants)."""
 
     @abstractmethod
     def write_export_info(self, ctx: RunContext, out: Path) -> None:

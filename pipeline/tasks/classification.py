@@ -215,7 +215,6 @@ class Classification(Task):
     peft_task_type = "SEQ_CLS"
     headline_metric = "accuracy"
     comparison_metrics = ("accuracy", "f1_macro")
-    selection_metrics = ("f1_macro", "accuracy", "precision_macro", "recall_macro", "loss")
     target_column = LABEL
     served_model_name = "classifier"
 
@@ -313,7 +312,8 @@ class Classification(Task):
 
     def export_figures(self, outputs: np.ndarray, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
         predictions = outputs.argmax(-1)
-        return {"test_accuracy": metrics_of(predictions, rows["labels"], labels_of(ctx))["accuracy"]}, predictions
+        headline = metrics_of(predictions, rows["labels"], labels_of(ctx))[self.headline_metric]
+        return {f"test_{self.headline_metric}": headline}, predictions
 
     def write_export_info(self, ctx: RunContext, out: Path) -> None:
         write_json(out / LABELS_FILE, labels_of(ctx))
