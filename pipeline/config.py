@@ -47,16 +47,6 @@ class Sampling(str, Enum):
     random = "random"
 
 
-class BestMetric(str, Enum):
-    """Validation metric that picks the best checkpoint."""
-
-    f1_macro = "f1_macro"
-    accuracy = "accuracy"
-    precision_macro = "precision_macro"
-    recall_macro = "recall_macro"
-    loss = "loss"
-
-
 class Padding(str, Enum):
     dynamic = "dynamic"  # each batch padded to its own longest row
     max_length = "max_length"  # every row padded to model.max_length (the notebook way; for comparison)
@@ -91,12 +81,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """The pretrained encoder and how texts are fed to it."""
+    """The pretrained model and how texts are fed to it."""
 
     name_or_path: str = MISSING  # Hub id or local directory
     from_package: str | None = None  # resolve name_or_path inside this installed Python package
     revision: str | None = None
     max_length: int = 128
+    gguf_file: str | None = None  # a GGUF file in that directory: converted once to a transformers folder
+    converted_dir: str = "${paths.cache_dir}/models"  # where GGUF conversions are kept, by the file's SHA-256
     # Named sets of module-name suffixes for adapter methods; "all-linear" is peft's own keyword.
     target_module_sets: dict[str, list[str]] = field(default_factory=dict)
 
@@ -117,7 +109,9 @@ class TrainConfig:
     eval_steps: float = 0.25  # < 1: fraction of total steps; >= 1: every N steps
     eval_max_samples: int | None = 2000  # cap on validation rows per in-training evaluation
     eval_budget: float = 0.12  # all periodic validations together see at most this x the rows trained
-    metric_for_best_model: BestMetric = BestMetric.f1_macro
+    # Validation metric that picks the best checkpoint (and that sweeps optimise): one the task's validation
+    # reports, or loss; None: the task's own (classification: f1_macro; causal_lm, seq2seq: rougeL).
+    metric_for_best_model: str | None = None
     logging_steps: int = 25
     save_total_limit: int = 2
     sampling: Sampling = Sampling.group_by_length

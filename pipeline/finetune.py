@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from datasets import Dataset
@@ -49,7 +51,19 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
 
 class PipelineTrainer(Trainer):
-    """The Trainer, with a length-grouped sampler that resumes to the same batch order."""
+    """The Trainer, with a length-grouped sampler that resumes to the same batch order, and validation metrics
+    computed from the model itself (generation) where the task has them."""
+
+    def __init__(self, *args: Any, model_scorer: Callable[[Any], dict[str, float]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.model_scorer = model_scorer
+
+    def evaluation_loop(self, *args: Any, metric_key_prefix: str = "eval", **kwargs: Any) -> Any:
+        # Added here, before the Trainer logs the metrics, picks the best checkpoint and calls on_evaluate (pruning).
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.model_scorer is not None:
+            output.metrics.update({f"{metric_key_prefix}_{k}": v for k, v in self.model_scorer(self.model).items()})
+        return output
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> Sampler | None:
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -123,6 +137,11 @@ def validation_rows(t: Any, n_train: int, n_validation: int) -> int:
     return min(n_validation, budget, t.eval_max_samples or n_validation)
 
 
+def best_metric(ctx: RunContext) -> str:
+    """train.metric_for_best_model, or the task's selection metric when unset."""
+    return ctx.cfg.train.metric_for_best_model or ctx.task.selection_metric
+
+
 def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
     t = ctx.cfg.train
     return TrainingArguments(
@@ -142,8 +161,8 @@ def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
         save_steps=t.eval_steps,
         save_total_limit=t.save_total_limit,
         load_best_model_at_end=method.trainer_loads_best,
-        metric_for_best_model=value(t.metric_for_best_model),
-        greater_is_better=value(t.metric_for_best_model) != "loss",
+        metric_for_best_model=best_metric(ctx),
+        greater_is_better=best_metric(ctx) != "loss",
         logging_steps=t.logging_steps,
         train_sampling_strategy=value(t.sampling),
         optim=optimizer_name(t.optim),
@@ -161,7 +180,7 @@ def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
 def trial_callbacks(ctx: RunContext) -> list[TrainerCallback]:
     """In an Optuna sweep: report each validation to the trial and stop when the pruner says so."""
     trial = open_trial(ctx.cfg.trial, Path(ctx.cfg.paths.output_dir))
-    return [] if trial is None else [PruningCallback(trial, value(ctx.cfg.train.metric_for_best_model))]
+    return [] if trial is None else [PruningCallback(trial, best_metric(ctx))]
 
 
 def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
@@ -184,6 +203,7 @@ def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
         processing_class=tokenizer,
         data_collator=ctx.task.collator(tokenizer, value(cfg.train.padding), cfg.model.max_length),
         compute_metrics=ctx.task.trainer_metrics(ctx),
+        model_scorer=ctx.task.validation_scorer(ctx, validation),
         callbacks=[MlflowStepLogger(ctx.tracker), *method.callbacks(model, cfg.method), *trial_callbacks(ctx)],
     )
     checkpoints = sorted(ctx.layout.checkpoints.glob("checkpoint-*")) if ctx.layout.checkpoints.is_dir() else []
@@ -204,10 +224,12 @@ def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
         method.save(trained, out)
         saved = dir_size_mb(out)
         tokenizer.save_pretrained(str(out))
+    train_samples = state.global_step * cfg.train.batch_size * cfg.train.gradient_accumulation_steps
     return TrainResult(
         params=params,
         wall_s=wall,
-        train_samples=state.global_step * cfg.train.batch_size * cfg.train.gradient_accumulation_steps,
+        train_samples=train_samples,
+        train_tokens=train_samples * float(np.mean(data["train"]["length"])),  # the mean row's tokens, unpadded
         eval_s=eval_s,
         best_metric=float(state.best_metric) if state.best_metric is not None else None,
         best_step=best_step,

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from pipeline.config import value
 from pipeline.fingerprints import data_files, file_hashes
+from pipeline.models import conversion_of
 
 
 def _git(*args: str) -> str | None:
@@ -90,6 +91,7 @@ def build_manifest(cfg: Any, overrides: list[str]) -> dict[str, Any]:
             "hub_dataset": cfg.data.name,
             "files_sha256": file_hashes(data_files(cfg.data)),
         },
+        "model_conversion": conversion_of(cfg.model),  # GGUF: the weights were dequantized from these types
         "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
         "overrides": overrides,
     }

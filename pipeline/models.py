@@ -17,7 +17,16 @@ if TYPE_CHECKING:
 
 
 def resolve_model_path(model_cfg: Any) -> str:
-    """The directory or Hub id to load: `name_or_path`, inside `from_package` when that is set."""
+    """The directory or Hub id to load: `name_or_path` (inside `from_package` when that is set), or the
+    transformers folder converted from its `gguf_file`."""
+    path = _model_location(model_cfg)
+    gguf = getattr(model_cfg, "gguf_file", None)  # absent from model configs built by hand
+    if gguf:
+        return str(converted_gguf(path, str(gguf), Path(model_cfg.converted_dir)))
+    return path
+
+
+def _model_location(model_cfg: Any) -> str:
     name = str(model_cfg.name_or_path)
     if model_cfg.from_package:
         spec = importlib.util.find_spec(model_cfg.from_package)
@@ -33,10 +42,77 @@ def resolve_model_path(model_cfg: Any) -> str:
     looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
     if looks_local:
         path = Path(name).expanduser()
-        if not (path / "config.json").is_file():
+        if not (path / "config.json").is_file() and not (getattr(model_cfg, "gguf_file", None) and path.is_dir()):
             raise PipelineError(f"model.name_or_path: {name!r} is not a model directory (no config.json there)")
         return str(path.resolve())
     return name
+
+
+def gguf_tensor_types(path: Path) -> dict[str, int]:
+    """How many of a GGUF file's tensors are stored in each type (Q4_1, F32, ...): what the weights really are."""
+    from collections import Counter
+
+    from gguf import GGUFReader
+
+    return dict(Counter(tensor.tensor_type.name for tensor in GGUFReader(str(path)).tensors))
+
+
+def converted_gguf(location: str, name: str, root: Path) -> Path:
+    """A transformers folder made once from a GGUF file (dequantized to fp32), kept under `root` by its SHA-256.
+
+    transformers loads GGUF with `gguf_file=` (dequantizing), but refuses to save such a model while it still
+    carries the quantizer's attributes, so they are cleared first; conversion.json records what the weights came from.
+    """
+    from pipeline.atomic import atomic_dir, write_json
+    from pipeline.fingerprints import sha256_file
+
+    source = Path(location) / name
+    if not Path(location).is_dir():  # a Hub repository holding the GGUF file
+        from huggingface_hub import hf_hub_download
+
+        try:
+            source = Path(hf_hub_download(location, name))
+        except Exception as exc:  # connection, offline mode, not found
+            raise PipelineError(
+                f"model.gguf_file: cannot fetch {name!r} from {location!r} ({type(exc).__name__})"
+            ) from exc
+    if not source.is_file():
+        raise PipelineError(f"model.gguf_file: {name!r} not found in {location}")
+    sha = sha256_file(source)
+    out = root / f"gguf-{sha[:16]}"
+    if (out / "conversion.json").is_file():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with atomic_dir(out) as tmp:
+        tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        model = AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name, dtype=torch.float32)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.is_quantized = False
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        write_json(
+            tmp / "conversion.json",
+            {
+                "source": str(source),
+                "sha256": sha,
+                "tensor_types": gguf_tensor_types(source),
+                "saved_as": "float32, dequantized from the GGUF file's types",
+            },
+        )
+    return out
+
+
+def conversion_of(model_cfg: Any) -> dict[str, Any] | None:
+    """What a GGUF-converted model's weights came from (conversion.json), for the run manifest; None otherwise."""
+    if not getattr(model_cfg, "gguf_file", None):
+        return None
+    from pipeline.atomic import read_json
+
+    return read_json(Path(resolve_model_path(model_cfg)) / "conversion.json")
 
 
 def load_pretrained(loader: Any, model_cfg: Any, **kwargs: Any) -> Any:
@@ -85,13 +161,18 @@ class ParameterCounts:
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
-    """The pretrained body inside a transformers model with a task head (`model.bert`, `model.distilbert`, ...)."""
-    return getattr(model, model.base_model_prefix)
+    """The pretrained body inside a transformers model with a task head (`model.bert`, `model.model`, ...);
+    the model itself where the body is not one attribute (T5's encoder and decoder)."""
+    return getattr(model, model.base_model_prefix, model)
 
 
 def head_module_names(model: nn.Module) -> list[str]:
     """Top-level modules with weights outside the pretrained body: the task's new head (a classifier's
-    `classifier`, and `pre_classifier` on DistilBERT)."""
+    `classifier`, and `pre_classifier` on DistilBERT); none for a task that keeps the pretrained head (an LM's)."""
+    from pipeline.tasks import task_of
+
+    if not task_of(model).adds_head:
+        return []
     return [
         name
         for name, child in model.named_children()

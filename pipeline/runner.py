@@ -45,7 +45,7 @@ def quiet_libraries() -> None:
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
-    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
+    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "absl"):  # absl: rouge-score's chatter
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -142,3 +142,96 @@ def lora_run(tmp_path_factory, tiny_models, synthetic_csv, compose_config):
     run_dir = out / "run"
     results = run_pipeline(cfg, run_dir, ["method=lora"])
     return cfg, run_dir, results
+
+
+# --- generative tasks: tiny random Llama (causal) and T5 (seq2seq) over the same synthetic vocabulary -----------
+# The task to learn: a text with class keywords -> its class word (exact match), as causal_lm and seq2seq.
+GEN_SPECIALS = ["<pad>", "</s>", "<s>", "<unk>"]
+GEN_WORDS = ["###", "Instruction", "Response", ":", "topic", "?", "summarize"]
+
+
+def _word_tokenizer(path: Path) -> None:
+    """A word-level fast tokenizer over the synthetic vocabulary (EOS appended by the tasks, not the tokenizer)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = GEN_SPECIALS + GEN_WORDS + FILLER + list(CLASSES) + [w for ws in CLASSES.values() for w in ws]
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()  # words, and punctuation runs apart
+    PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", bos_token="<s>", unk_token="<unk>"
+    ).save_pretrained(path)
+    return len(words)
+
+
+def _save_tiny_generative(path: Path, kind: str) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+
+    n_words = _word_tokenizer(path)
+    torch.manual_seed(0)
+    if kind == "llama":  # widths of 64: bitsandbytes' CPU 4-bit kernel needs multiples of 64 (QLoRA, 8-bit tests)
+        config = LlamaConfig(
+            vocab_size=n_words,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=128,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=2,
+            tie_word_embeddings=True,
+        )
+        LlamaForCausalLM(config).save_pretrained(path)
+    else:
+        config = T5Config(
+            vocab_size=n_words,
+            d_model=64,
+            d_ff=128,
+            d_kv=32,
+            num_layers=2,
+            num_heads=2,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
+        T5ForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_generative(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("generative")
+    return {kind: _save_tiny_generative(root / kind, kind) for kind in ("llama", "t5")}
+
+
+GEN_TARGETS = {
+    "llama": "{attention_qv: [q_proj, v_proj], attention_all: [q_proj, k_proj, v_proj, o_proj], "
+    "ia3: [k_proj, v_proj, down_proj], ia3_feedforward: [down_proj]}",
+    "t5": "{attention_qv: [q, v], attention_all: [q, k, v, o], ia3: [k, v, wo], ia3_feedforward: [wo]}",
+}
+
+
+def generative_overrides(model_dir: Path, data_path: Path, output_dir: Path, kind: str) -> list[str]:
+    """Overrides for a generative task on a tiny model and the synthetic keyword -> class-word data."""
+    task = "causal_lm" if kind == "llama" else "seq2seq"
+    return [
+        f"task={task}",
+        "data=csv",
+        f"data.path={data_path}",
+        f"model.name_or_path={model_dir}",
+        f"model.target_module_sets={GEN_TARGETS[kind]}",
+        "model.max_length=48",
+        f"paths.output_dir={output_dir}",
+        "task.generate.max_new_tokens=4",
+        "task.validation_rows=24",
+        "train.max_steps=60",
+        "train.eval_steps=20",
+        "train.logging_steps=10",
+        "train.batch_size=16",
+        "stage.explore.n_samples=24",
+        "stage.explore.n_neighbors=5",
+        "stage.evaluate.batch_size=32",
+        "tracking.experiment=tests",
+    ]

@@ -52,7 +52,6 @@ def test_each_method_brings_its_learning_rate_and_an_override_wins(compose_confi
         "stages=[train,deploy]",
         "method.r=abc",
         "data.max_samples=many",
-        "train.metric_for_best_model=f2",
     ],
 )
 def test_typos_and_bad_options_fail_at_compose_time(compose_config, override):

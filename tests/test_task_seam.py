@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from omegaconf import OmegaConf
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM, LlamaModel
 
 from pipeline.errors import PipelineError
 from pipeline.methods import get_method
@@ -57,8 +57,8 @@ def test_method_defaults_live_only_in_their_dataclasses():
 
 def test_classification_is_the_default_task_and_unknown_tasks_fail(compose_config):
     assert compose_config([]).task.name == "classification"
-    assert [t.name for t in registered_tasks()] == ["classification"]
-    with pytest.raises(PipelineError, match=r"^task\.name: unknown task 'nope'; expected one of \['classification'\]"):
+    assert [t.name for t in registered_tasks()] == ["causal_lm", "classification", "seq2seq"]
+    with pytest.raises(PipelineError, match=r"^task\.name: unknown task 'nope'; expected one of \['causal_lm', "):
         get_task("nope")
 
 
@@ -66,8 +66,9 @@ def test_a_model_is_matched_to_the_task_of_its_head(tiny_models):
     classifier = load_classifier(model_cfg(tiny_models["bert"], BERT_SETS), ["a", "b"], seed=0)
     assert task_of(classifier).name == "classification"
     tiny = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
-    with pytest.raises(PipelineError, match=r"^model: LlamaForCausalLM has no head of a known task"):
-        task_of(LlamaForCausalLM(tiny))
+    assert task_of(LlamaForCausalLM(tiny)).name == "causal_lm"
+    with pytest.raises(PipelineError, match=r"^model: LlamaModel has no head of a known task"):
+        task_of(LlamaModel(tiny))
 
 
 @pytest.mark.parametrize("name", ["lora", "ia3", "adapter", "prefix", "vera"])
@@ -93,5 +94,7 @@ def test_registering_configs_and_help_import_no_torch_peft_or_bitsandbytes():
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert "\ntask: classification" in done.stdout and "\nmethod: adalora" in done.stdout  # the groups are listed
+    assert (
+        "\ntask: causal_lm, causal_lm_schema, classification" in done.stdout and "\nmethod: adalora" in done.stdout
+    )  # the groups are listed
     assert "HEAVY []" in done.stderr, done.stderr[-2000:]

@@ -1,4 +1,8 @@
-"""Data sources: each turns `cfg.data` into labelled text frames; `load_raw` validates what they return."""
+"""Data sources: each turns `cfg.data` into frames; `load_raw` validates what the task needs of them.
+
+The configured text and label columns become `text` and `label`; every other column is kept, for the generative
+tasks' prompt templates (AG News: `title`, `description`; Alpaca: `instruction`, `input`, `output`).
+"""
 
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ SPLITS = ("train", "validation", "test")
 class RawData:
     """Labelled texts as loaded, before splitting.
 
-    frames: split name (train/validation/test, or "all" for one unsplit pool) -> frame with
-    `text` and `label` columns (labels as given by the source); label_names: the class list if the
-    source defines one; files: the input files read, for provenance.
+    frames: split name (train/validation/test, or "all" for one unsplit pool) -> frame with the source's
+    columns, the configured text and label ones renamed `text` and `label` (labels as given by the source);
+    label_names: the class list if the source defines one; files: the input files read, for provenance.
     """
 
     frames: dict[str, pd.DataFrame]
@@ -29,8 +33,11 @@ class RawData:
     files: list[Path] = field(default_factory=list)
 
 
-def load_raw(data_cfg: Any) -> RawData:
-    """Load the configured source and check that every text is non-empty and every label known."""
+CLASSIFICATION_FIELDS = ("text_column", "label_column")  # what a classifier needs of every source
+
+
+def load_raw(data_cfg: Any, required: tuple[str, ...] = CLASSIFICATION_FIELDS) -> RawData:
+    """Load the configured source; the `required` column fields must exist, with no empty text or missing label."""
     from pipeline.data import ag_news_csv, files, hub
 
     loaders = {
@@ -38,25 +45,26 @@ def load_raw(data_cfg: Any) -> RawData:
         DataSource.ag_news_csv: ag_news_csv.load,
         DataSource.file: files.load,
     }
-    raw = loaders[DataSource(data_cfg.source)](data_cfg)
+    raw = loaders[DataSource(data_cfg.source)](data_cfg, required)
     if data_cfg.label_names:
         raw.label_names = list(data_cfg.label_names)
     for name, frame in raw.frames.items():
-        check_frame(frame, origin=name)
+        check_frame(frame, origin=name, required=required)
     return raw
 
 
-def check_frame(frame: pd.DataFrame, origin: str) -> None:
-    """Reject empty texts and missing labels, naming the origin and the first offending row."""
+def check_frame(frame: pd.DataFrame, origin: str, required: tuple[str, ...]) -> None:
+    """Reject empty texts and missing labels (where required), naming the origin and the first offending row."""
     if frame.empty:
         raise PipelineError(f"data: {origin} has no rows")
-    texts = frame[TEXT]
-    empty = texts.isna() | (texts.astype(str).str.strip() == "")
-    if empty.any():
-        raise PipelineError(
-            f"data.text_column: {int(empty.sum())} empty text(s) in {origin} (first at row {int(empty.idxmax())})"
-        )
-    missing = frame[LABEL].isna()
+    if "text_column" in required:
+        texts = frame[TEXT]
+        empty = texts.isna() | (texts.astype(str).str.strip() == "")
+        if empty.any():
+            raise PipelineError(
+                f"data.text_column: {int(empty.sum())} empty text(s) in {origin} (first at row {int(empty.idxmax())})"
+            )
+    missing = frame[LABEL].isna() if "label_column" in required else pd.Series(False, index=frame.index)
     if missing.any():
         raise PipelineError(
             f"data.label_column: {int(missing.sum())} missing label(s) in {origin} "
@@ -64,17 +72,38 @@ def check_frame(frame: pd.DataFrame, origin: str) -> None:
         )
 
 
-def require_columns(frame: pd.DataFrame, columns: dict[str, str], origin: str) -> pd.DataFrame:
-    """Select and rename source columns to text/label; `columns` maps config field -> source column."""
-    for field_name, column in columns.items():
+def standard_columns(frame: pd.DataFrame, data_cfg: Any, required: tuple[str, ...], origin: str) -> pd.DataFrame:
+    """Rename the configured text/label columns to `text`/`label` (the `required` ones must exist); keep the rest."""
+    canonical = {"text_column": TEXT, "label_column": LABEL}
+    for field_name in required:
+        column = getattr(data_cfg, field_name)
         if column not in frame.columns:
             raise PipelineError(
                 f"data.{field_name}: column {column!r} not in {origin} (columns: {', '.join(map(str, frame.columns))})"
             )
-    return frame[[columns["text_column"], columns["label_column"]]].set_axis([TEXT, LABEL], axis=1)
+    renames = {getattr(data_cfg, f): name for f, name in canonical.items() if getattr(data_cfg, f) in frame.columns}
+    shadowed = [name for name in renames.values() if name in frame.columns and name not in renames]
+    return frame.drop(columns=shadowed).rename(columns=renames)
 
 
 def require_file(path: Path, field_name: str, what: str) -> Path:
     if not path.is_file():
         raise PipelineError(f"{field_name}: file {str(path)!r} not found (expected {what})")
     return path
+
+
+def label_list(raw: RawData) -> list[str]:
+    """Class names: the source's list, else the sorted distinct labels (numerically when all are ints)."""
+    seen = pd.concat([f[LABEL] for f in raw.frames.values()]).unique().tolist()
+    if raw.label_names:
+        known = set(raw.label_names)
+        unknown = [v for v in seen if str(v) not in known]
+        if unknown:
+            raise PipelineError(
+                f"data.label_column: labels {sorted(map(str, unknown))[:5]} are not in the class list {raw.label_names}"
+            )
+        return list(raw.label_names)
+    try:
+        return [str(v) for v in sorted(seen, key=lambda v: int(v))]
+    except (TypeError, ValueError):
+        return sorted(map(str, seen))

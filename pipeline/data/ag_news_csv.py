@@ -1,7 +1,8 @@
 """AG News in its original distribution format: headerless train.csv/test.csv plus classes.txt.
 
 Texts are "title description" joined by one space, as in the Hub copy (fancyzhx/ag_news), so
-local and Hub runs see the same strings.
+local and Hub runs see the same strings; `title` and `description` are kept as columns of their own too
+(the generative experiments: description -> title).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pipeline.data import RawData, require_file
 from pipeline.errors import PipelineError
 
 
-def load(data_cfg: Any) -> RawData:
+def load(data_cfg: Any, required: tuple[str, ...]) -> RawData:
+    """Every column is known (class, title, description), so `required` always holds."""
     if not data_cfg.dir:
         raise PipelineError("data.dir: a directory with train.csv and/or test.csv is required")
     root = Path(data_cfg.dir).expanduser()
@@ -50,5 +52,7 @@ def _read(path: Path, names: list[str]) -> pd.DataFrame:
         raise PipelineError(
             f"data.dir: {path} row {row} has class index {frame.at[row, 0]!r}; expected 1..{len(names)} (classes.txt)"
         )
-    text = (frame[1].str.strip() + " " + frame[2].str.strip()).str.strip()
-    return pd.DataFrame({"text": text, "label": [names[int(i) - 1] for i in index]})
+    title, description = frame[1].str.strip(), frame[2].str.strip()
+    text = (title + " " + description).str.strip()
+    labels = [names[int(i) - 1] for i in index]
+    return pd.DataFrame({"text": text, "label": labels, "title": title, "description": description})

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.data import SPLITS, RawData, require_columns, require_file
+from pipeline.data import SPLITS, RawData, require_file, standard_columns
 from pipeline.errors import PipelineError
 
 _READERS = {
@@ -31,7 +31,7 @@ def read_table(path: Path, field_name: str) -> pd.DataFrame:
         raise PipelineError(f"{field_name}: cannot read {path} ({str(exc).splitlines()[0]})") from exc
 
 
-def load(data_cfg: Any) -> RawData:
+def load(data_cfg: Any, required: tuple[str, ...]) -> RawData:
     per_split = {s: getattr(data_cfg, f"{s}_path") for s in SPLITS if getattr(data_cfg, f"{s}_path")}
     if data_cfg.path and per_split:
         raise PipelineError("data.path: set either data.path or data.<split>_path, not both")
@@ -43,10 +43,9 @@ def load(data_cfg: Any) -> RawData:
         sources = {split: (f"data.{split}_path", path) for split, path in per_split.items()}
     else:
         raise PipelineError("data.path: a CSV/JSONL/Parquet file is required for data.source=file")
-    columns = {"text_column": data_cfg.text_column, "label_column": data_cfg.label_column}
     frames, files = {}, []
     for split, (field_name, raw_path) in sources.items():
         path = Path(raw_path).expanduser()
-        frames[split] = require_columns(read_table(path, field_name), columns, str(path))
+        frames[split] = standard_columns(read_table(path, field_name), data_cfg, required, str(path))
         files.append(path)
     return RawData(frames=frames, files=files)

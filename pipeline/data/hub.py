@@ -6,11 +6,11 @@ from typing import Any
 
 from datasets import ClassLabel, load_dataset
 
-from pipeline.data import SPLITS, RawData, require_columns
+from pipeline.data import LABEL, SPLITS, RawData, standard_columns
 from pipeline.errors import PipelineError
 
 
-def load(data_cfg: Any) -> RawData:
+def load(data_cfg: Any, required: tuple[str, ...]) -> RawData:
     if not data_cfg.name:
         raise PipelineError("data.name: a Hub dataset id is required for data.source=hub")
     try:
@@ -20,9 +20,8 @@ def load(data_cfg: Any) -> RawData:
             f"data.name: cannot load Hub dataset {data_cfg.name!r} ({type(exc).__name__}); "
             "offline, use data=ag_news_csv data.dir=... or data=csv data.path=..."
         ) from exc
-    columns = {"text_column": data_cfg.text_column, "label_column": data_cfg.label_column}
     frames = {
-        split: require_columns(dataset[split].to_pandas(), columns, f"{data_cfg.name}[{split}]")
+        split: standard_columns(dataset[split].to_pandas(), data_cfg, required, f"{data_cfg.name}[{split}]")
         for split in SPLITS
         if split in dataset
     }
@@ -32,5 +31,5 @@ def load(data_cfg: Any) -> RawData:
     names = list(feature.names) if isinstance(feature, ClassLabel) else None
     if names:  # ClassLabel stores ints; the class list is the feature's names
         for frame in frames.values():
-            frame["label"] = frame["label"].map(lambda i: names[int(i)])
+            frame[LABEL] = frame[LABEL].map(lambda i: names[int(i)])
     return RawData(frames=frames, label_names=names)

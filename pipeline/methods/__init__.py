@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from pipeline.context import RunContext
     from pipeline.stages.train import TrainResult
+    from pipeline.tasks import Task
 
 TextsAndLabels = tuple[list[str], list[int]]
 
@@ -48,6 +49,7 @@ class BaseMethod(ABC):
     merge_skip_reason: ClassVar[str | None] = None  # None: `merge` folds the method into the base weights
     export_skip_reason: ClassVar[str | None] = None  # None: `export` writes an ONNX model
     explore_skip_reason: ClassVar[str | None] = None  # None: `explore` embeds the trained model as well
+    tasks: ClassVar[tuple[str, ...] | None] = None  # the tasks this method can train; None: every task
 
     @abstractmethod
     def train(self, ctx: RunContext) -> TrainResult:
@@ -60,6 +62,15 @@ class BaseMethod(ABC):
     def unsupported_reason(self, model: nn.Module) -> str | None:
         """Why this method cannot run on this model architecture at all, or None if it can."""
         return None
+
+    def check_task(self, task: Task) -> None:
+        """Raise PipelineError before any work if this method cannot train the run's task."""
+        if self.tasks is not None and task.name not in self.tasks:
+            working = [m.name for m in registered_methods() if m.tasks is None or task.name in m.tasks]
+            raise PipelineError(
+                f"method.name: {self.name} works only with task={'|'.join(self.tasks)}, not {task.name}; "
+                f"methods for {task.name}: {', '.join(working)}"
+            )
 
     def check_applicable(self, model: nn.Module, cfg: Any, model_cfg: Any) -> None:
         """Raise PipelineError before any work if this method cannot run on this model with this config."""
@@ -117,6 +128,7 @@ class Baseline(BaseMethod):
 
     merge_skip_reason = "a baseline has no adapter to merge"
     explore_skip_reason = "a baseline has no encoder embeddings"
+    tasks = ("classification",)  # it fits texts to class ids
 
     @abstractmethod
     def fit(self, train: TextsAndLabels, validation: TextsAndLabels, cfg: Any, seed: int) -> tuple[Any, float]:
@@ -186,5 +198,12 @@ def get_method(name: str) -> BaseMethod:
 
 
 def applicable_methods(model: nn.Module) -> list[str]:
-    """Names of the registered methods that can run on `model`'s architecture."""
-    return [method.name for method in registered_methods() if method.unsupported_reason(model) is None]
+    """Names of the registered methods that can run on `model`'s architecture and train its task."""
+    from pipeline.tasks import task_of
+
+    task = task_of(model).name
+    return [
+        method.name
+        for method in registered_methods()
+        if (method.tasks is None or task in method.tasks) and method.unsupported_reason(model) is None
+    ]

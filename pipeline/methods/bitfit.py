@@ -35,6 +35,11 @@ class BitFit(Method):
     config_cls = BitfitMethodConfig
     merge_skip_reason = "BitFit trains the model's own bias terms: the trained model is already a plain model"
 
+    def unsupported_reason(self, model: nn.Module) -> str | None:
+        if not any(name.endswith(".bias") for name, _ in model.named_parameters()):
+            return "the model has no bias terms to train (Llama- and T5-style layers have none)"
+        return None
+
     def wrap(self, model: nn.Module, cfg: Any, model_cfg: Any) -> nn.Module:
         heads = head_module_names(model)
         for name, param in model.named_parameters():

@@ -23,9 +23,13 @@ if TYPE_CHECKING:
 SITES: dict[str, dict[str, str]] = {
     "bert": {"attention": r".*\.attention\.output\.dense", "ffn": r".*\.layer\.\d+\.output\.dense"},
     "distilbert": {"attention": r".*\.attention\.out_lin", "ffn": r".*\.ffn\.lin2"},
+    "llama": {"attention": r".*\.self_attn\.o_proj", "ffn": r".*\.mlp\.down_proj"},
+    "t5": {"attention": r".*\.SelfAttention\.o", "ffn": r".*\.DenseReluDense\.wo"},
 }
 for _alias in ("roberta", "xlm-roberta", "electra", "camembert"):  # BERT's module layout
     SITES[_alias] = SITES["bert"]
+for _alias in ("mistral", "qwen2", "gemma"):  # Llama's
+    SITES[_alias] = SITES["llama"]
 PLACEMENTS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",)}
 
 
@@ -69,7 +73,7 @@ class BottleneckAdapter(PeftMethod):
         pattern = "|".join(f"(?:{sites[site]})" for site in PLACEMENTS[cfg.placement])
         return BottleneckConfig(
             task_type=task_type,
-            bottleneck_size=bottleneck_size(cfg, model.config.hidden_size),
+            bottleneck_size=bottleneck_size(cfg, model.config.hidden_size),  # T5: d_model, by attribute map
             non_linearity=cfg.non_linearity,
             target_modules=pattern,
         )

@@ -1,6 +1,7 @@
-"""QLoRA: LoRA on a frozen base whose linear weights are stored in 4-bit NF4 (bitsandbytes).
+"""QLoRA: LoRA on a frozen base whose linear weights are stored in 4-bit NF4 (bitsandbytes); and LoRA on an
+8-bit base (LLM.int8, `lora_int8`), as the Bloom-7B tutorials train it.
 
-The classification head stays in full precision (bitsandbytes cannot quantize a freshly initialised head, and
+A task's head stays in full precision (bitsandbytes cannot quantize a freshly initialised head, and
 it must train). The 4-bit weights are a training-time storage format only: `merge` and `export` put the adapter
 on the full-precision base, which is what gets shipped.
 """
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-# Module names of task heads across transformers architectures; bitsandbytes leaves them unquantized.
-HEAD_MODULES = ["classifier", "pre_classifier", "score", "pooler"]
+# Module names of task heads across transformers architectures (classifiers, and language models' output layer,
+# often tied to the input embeddings); bitsandbytes leaves them unquantized.
+HEAD_MODULES = ["classifier", "pre_classifier", "score", "pooler", "lm_head"]
 
 
 @dataclass
@@ -43,8 +45,20 @@ def compute_dtype(name: str) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[resolved_precision(name)]
 
 
+class QuantizedLora(Lora):
+    """LoRA trained on a base model loaded with bitsandbytes-quantized linear weights."""
+
+    def wrap(self, model: nn.Module, cfg: Any, model_cfg: Any) -> nn.Module:
+        # Casts the non-quantized weights (layer norms, head) to fp32 and freezes the base; no gradient
+        # checkpointing: these models are small and it slows training down.
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return super().wrap(model, cfg, model_cfg)
+
+
 @register_method
-class Qlora(Lora):
+class Qlora(QuantizedLora):
     name = "qlora"
     config_cls = QloraMethodConfig
 
@@ -66,10 +80,24 @@ class Qlora(Lora):
         )
         return {"quantization_config": quantization}
 
-    def wrap(self, model: nn.Module, cfg: Any, model_cfg: Any) -> nn.Module:
-        # Casts the non-quantized weights (layer norms, head) to fp32 and freezes the base; no gradient
-        # checkpointing: these encoders are small and it slows training down.
-        from peft import prepare_model_for_kbit_training
 
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        return super().wrap(model, cfg, model_cfg)
+@dataclass
+class LoraInt8MethodConfig(LoraMethodConfig):
+    name: str = "lora_int8"
+    threshold: float = 6.0  # LLM.int8: activation outliers above this stay in 16/32-bit (bitsandbytes' default)
+
+
+@register_method
+class LoraInt8(QuantizedLora):
+    """LoRA on an int8 base (LLM.int8: vector-wise int8 weights, outlier features kept in higher precision)."""
+
+    name = "lora_int8"
+    config_cls = LoraInt8MethodConfig
+
+    def base_load_kwargs(self, cfg: Any) -> dict[str, Any]:
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_8bit=True, llm_int8_threshold=cfg.threshold, llm_int8_skip_modules=HEAD_MODULES
+        )
+        return {"quantization_config": quantization}

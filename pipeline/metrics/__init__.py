@@ -10,6 +10,7 @@ import evaluate
 import numpy as np
 
 _CLASSIFICATION = Path(__file__).parent / "classification"
+_GENERATION = Path(__file__).parent / "generation"
 
 
 @cache
@@ -31,3 +32,13 @@ def classification_metrics(
 def scalar_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """Only the float entries (what MLflow and the Trainer can log)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+
+
+@cache
+def _generation_metric() -> evaluate.EvaluationModule:
+    return evaluate.load(str(_GENERATION))
+
+
+def generation_metrics(predictions: list[str], references: list[str]) -> dict[str, Any]:
+    """rouge1, rouge2, rougeL, exact_match (means) and per_row (each metric per row, for ranking)."""
+    return _generation_metric().compute(predictions=list(predictions), references=list(references))

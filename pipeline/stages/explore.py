@@ -18,10 +18,8 @@ from sklearn.metrics import silhouette_score  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pipeline.atomic import atomic_dir  # noqa: E402
-from pipeline.config import value  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
 from pipeline.fingerprints import base_model_key  # noqa: E402
-from pipeline.inference import embed  # noqa: E402
 from pipeline.results import StageResult  # noqa: E402
 
 
@@ -72,7 +70,7 @@ def plot_panels(points: dict[str, np.ndarray], labels: np.ndarray, names: list[s
 
 def embed_and_project(ctx: RunContext, model: nn.Module, sample: Dataset) -> tuple[np.ndarray, np.ndarray]:
     cfg = ctx.cfg.stage.explore
-    embeddings = embed(model, sample, ctx.tokenizer, cfg.batch_size, value(cfg.pooling))
+    embeddings = ctx.task.embed(model, sample, ctx)
     return embeddings, project(embeddings, cfg.n_neighbors, cfg.min_dist, ctx.cfg.seed)
 
 

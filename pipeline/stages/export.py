@@ -94,9 +94,10 @@ def check_variant(
 
 
 def run(ctx: RunContext) -> ExportResult:
-    if ctx.method.export_skip_reason:
-        ctx.tracker.tags({"export.skipped": ctx.method.export_skip_reason})
-        return ExportResult(variants={}, skipped_reason=ctx.method.export_skip_reason)
+    reason = ctx.method.export_skip_reason or ctx.task.export_skip_reason
+    if reason:
+        ctx.tracker.tags({"export.skipped": reason})
+        return ExportResult(variants={}, skipped_reason=reason)
     cfg = ctx.cfg.stage.export
     test = ctx.dataset("tokenize")["test"]
     model = ctx.deployable_model().eval().cpu()

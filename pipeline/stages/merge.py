@@ -9,7 +9,7 @@ import numpy as np
 from pipeline.atomic import atomic_dir
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
-from pipeline.inference import exact_fp32, predict_logits
+from pipeline.inference import exact_fp32
 from pipeline.results import StageResult
 
 
@@ -31,9 +31,9 @@ def run(ctx: RunContext) -> MergeResult:
     batch = test.select(range(min(cfg.n_samples, len(test))))
     model = ctx.trained_model(full_precision=True)  # QLoRA's adapter merges into the full-precision base
     with exact_fp32():
-        before = predict_logits(model, batch, ctx.tokenizer, cfg.n_samples)
+        before = ctx.task.parity_logits(model, batch, ctx)
         merged = ctx.method.merge(model)
-        after = predict_logits(merged, batch, ctx.tokenizer, cfg.n_samples)
+        after = ctx.task.parity_logits(merged, batch, ctx)
     diff = float(np.abs(before - after).max())
     if diff > cfg.atol:
         raise PipelineError(f"stage.merge.atol: merged logits differ from unmerged by {diff:.3g} > {cfg.atol}")

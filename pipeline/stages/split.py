@@ -57,8 +57,8 @@ def find_duplicates(splits: dict[str, pd.DataFrame], drop: bool) -> tuple[dict[s
 
 def build(cfg: Any, task: Task, out: Path) -> None:
     """Load, split and check the data; write the DatasetDict, report.json and the task's files into `out`."""
-    raw = load_raw(cfg.data)
-    splits = task.split(raw, cfg.data, cfg.seed)
+    raw = load_raw(cfg.data, task.data_fields)
+    splits = task.split(raw, cfg)
     splits, duplicates, dropped = find_duplicates(splits, cfg.data.drop_cross_split_duplicates)
     for split, frame in splits.items():
         if frame.empty:

@@ -26,12 +26,12 @@ class TokenizeResult(StageResult):
 def build(ctx: RunContext, out: Path) -> None:
     """Tokenize every split into `out/dataset`, with the tokenizer and length statistics beside it."""
     max_length = ctx.cfg.model.max_length
-    tokenizer = load_tokenizer(ctx.cfg.model)
+    tokenizer = ctx.task.prepare_tokenizer(load_tokenizer(ctx.cfg.model), ctx.cfg.task)
     splits = ctx.dataset("split")
     full_lengths = []
 
     def encode(batch: dict) -> dict:
-        columns, untruncated = ctx.task.tokenize(batch, tokenizer, max_length)
+        columns, untruncated = ctx.task.tokenize(batch, tokenizer, ctx.cfg)
         full_lengths.extend(untruncated)
         return columns
 

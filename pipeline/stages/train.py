@@ -31,6 +31,7 @@ class TrainResult(StageResult):
     steps: int  # optimizer steps taken (0 for a baseline)
     runtime: dict[str, Any]  # what training ran on (device, GPU, precision, optimizer), for the manifest
     log_history: list[dict[str, Any]] | None = field(default=None, repr=False)  # the Trainer's, when it ran
+    train_tokens: float | None = None  # tokens (padding excluded) in the batches trained, where tokens are fed
 
     def metrics(self) -> dict[str, float]:
         out = self.params.as_metrics()
@@ -44,6 +45,8 @@ class TrainResult(StageResult):
         )
         if self.best_metric is not None:
             out["best_val_metric"] = self.best_metric
+        if self.train_tokens is not None:
+            out["tokens_per_s"] = self.train_tokens / max(self.wall_s - self.eval_s, 1e-9)
         return out
 
     def manifest(self) -> dict[str, Any]:
@@ -71,11 +74,19 @@ def dir_size_mb(path: Path) -> float:
 
 
 def check(ctx: RunContext) -> None:
-    """Before any work: a known optimizer, and a method that applies to the model.
+    """Before any work: a known optimizer and validation metric, and a method that applies to the task and model.
 
     The method check builds the architecture on the meta device, so no weights are read.
     """
     optimizer_name(ctx.cfg.train.optim)
+    metric = ctx.cfg.train.metric_for_best_model
+    known = [*ctx.task.validation_metrics, "loss"]
+    if metric is not None and metric not in known:
+        raise PipelineError(
+            f"train.metric_for_best_model: {metric!r} is not a validation metric of task {ctx.task.name}; "
+            f"expected one of {known}"
+        )
+    ctx.method.check_task(ctx.task)
     ctx.method.check_applicable(ctx.task.skeleton(ctx), ctx.cfg.method, ctx.cfg.model)
 
 

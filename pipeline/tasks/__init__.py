@@ -19,6 +19,8 @@ from pipeline.errors import PipelineError
 from pipeline.registry import Registry
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
     import pandas as pd
     from datasets import Dataset
@@ -47,6 +49,11 @@ class Task(ABC):
     comparison_metrics: ClassVar[tuple[str, ...]]  # test metrics in comparison tables, the headline first
     target_column: ClassVar[str]  # the split's column holding what the model learns to predict
     served_model_name: ClassVar[str]  # name of the MLflow logged model the export stage writes
+    data_fields: ClassVar[tuple[str, ...]]  # data.<field>_column names every source must have (data.load_raw)
+    selection_metric: ClassVar[str]  # the validation metric train.metric_for_best_model defaults to
+    validation_metrics: ClassVar[tuple[str, ...]]  # what periodic validation reports (and "loss")
+    adds_head: ClassVar[bool]  # whether the model gets a new, randomly initialised head (counted apart)
+    export_skip_reason: ClassVar[str | None] = None  # None: `export` writes an ONNX model
 
     # --- model -------------------------------------------------------------------------------------
     @abstractmethod
@@ -79,8 +86,8 @@ class Task(ABC):
 
     # --- data --------------------------------------------------------------------------------------
     @abstractmethod
-    def split(self, raw: RawData, data_cfg: Any, seed: int) -> dict[str, pd.DataFrame]:
-        """Seeded train/validation/test frames with `text`, `origin`, `source_row` and the task's columns."""
+    def split(self, raw: RawData, cfg: Any) -> dict[str, pd.DataFrame]:
+        """Seeded (cfg.seed) train/validation/test frames with `text`, `origin`, `source_row` and the task's columns."""
 
     @abstractmethod
     def describe_split(
@@ -95,10 +102,12 @@ class Task(ABC):
     def split_params(self, ctx: RunContext) -> dict[str, Any]:
         """MLflow params describing the split (classification: the class names)."""
 
+    def prepare_tokenizer(self, tokenizer: PreTrainedTokenizerBase, task_cfg: Any = None) -> PreTrainedTokenizerBase:
+        """The model's tokenizer as this task uses it (saved by the tokenize stage; e.g. a pad token added)."""
+        return tokenizer
+
     @abstractmethod
-    def tokenize(
-        self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int
-    ) -> tuple[dict, list[int]]:
+    def tokenize(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, cfg: Any) -> tuple[dict, list[int]]:
         """A batch of split rows -> (model inputs, `labels` and `length` (tokens kept), untruncated lengths)."""
 
     @abstractmethod
@@ -116,7 +125,26 @@ class Task(ABC):
 
     @abstractmethod
     def trainer_metrics(self, ctx: RunContext) -> Any:
-        """The Trainer's `compute_metrics` for periodic validation (its names are train.metric_for_best_model's)."""
+        """The Trainer's `compute_metrics` for periodic validation (its names are train.metric_for_best_model's);
+        None to compute the loss only."""
+
+    def validation_scorer(self, ctx: RunContext, rows: Dataset) -> Callable[[nn.Module], dict[str, float]] | None:
+        """Metrics periodic validation computes from the model itself (generation), beside `trainer_metrics`."""
+        return None
+
+    def embed(self, model: nn.Module, rows: Dataset, ctx: RunContext) -> np.ndarray:
+        """One vector per tokenized row from the model's last hidden layer, pooled as stage.explore.pooling says."""
+        from pipeline.config import value
+        from pipeline.inference import embed
+
+        cfg = ctx.cfg.stage.explore
+        return embed(model, rows, ctx.tokenizer, cfg.batch_size, value(cfg.pooling))
+
+    def parity_logits(self, model: nn.Module, rows: Dataset, ctx: RunContext) -> np.ndarray:
+        """The logits `merge` compares before and after folding the adapter in, for tokenized rows."""
+        from pipeline.inference import predict_logits
+
+        return predict_logits(model, rows, ctx.tokenizer, len(rows))
 
     @abstractmethod
     def write_evaluation(self, base: dict[str, Any], trained: dict[str, Any] | None, out: Path) -> list[str]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import read_json, write_json
-from pipeline.data import LABEL, TEXT, RawData
+from pipeline.data import CLASSIFICATION_FIELDS, LABEL, TEXT, RawData, label_list
 from pipeline.data.splits import carve_splits
 from pipeline.errors import PipelineError
 from pipeline.results import StageResult
@@ -34,23 +34,6 @@ LABELS_FILE = "labels.json"  # class names, index = label id; in the split and i
 @dataclass
 class ClassificationConfig(TaskConfig):
     name: str = "classification"
-
-
-def label_list(raw: RawData) -> list[str]:
-    """Class names: the source's list, else the sorted distinct labels (numerically when all are ints)."""
-    seen = pd.concat([f[LABEL] for f in raw.frames.values()]).unique().tolist()
-    if raw.label_names:
-        known = set(raw.label_names)
-        unknown = [v for v in seen if str(v) not in known]
-        if unknown:
-            raise PipelineError(
-                f"data.label_column: labels {sorted(map(str, unknown))[:5]} are not in the class list {raw.label_names}"
-            )
-        return list(raw.label_names)
-    try:
-        return [str(v) for v in sorted(seen, key=lambda v: int(v))]
-    except (TypeError, ValueError):
-        return sorted(map(str, seen))
 
 
 def make_splits(raw: RawData, labels: list[str], data_cfg: Any, seed: int) -> dict[str, pd.DataFrame]:
@@ -217,6 +200,10 @@ class Classification(Task):
     comparison_metrics = ("accuracy", "f1_macro")
     target_column = LABEL
     served_model_name = "classifier"
+    data_fields = CLASSIFICATION_FIELDS
+    selection_metric = "f1_macro"
+    validation_metrics = ("f1_macro", "accuracy", "precision_macro", "recall_macro")
+    adds_head = True
 
     def auto_class(self) -> type:
         from transformers import AutoModelForSequenceClassification
@@ -235,8 +222,8 @@ class Classification(Task):
         with torch.device("meta"):
             return self.auto_class().from_config(config)
 
-    def split(self, raw: RawData, data_cfg: Any, seed: int) -> dict[str, pd.DataFrame]:
-        splits = make_splits(raw, label_list(raw), data_cfg, seed)
+    def split(self, raw: RawData, cfg: Any) -> dict[str, pd.DataFrame]:
+        splits = make_splits(raw, label_list(raw), cfg.data, cfg.seed)
         return {
             name: frame[[TEXT, "label_id", "origin", "source_row"]].rename(columns={"label_id": LABEL})
             for name, frame in splits.items()
@@ -253,9 +240,8 @@ class Classification(Task):
     def split_params(self, ctx: RunContext) -> dict[str, Any]:
         return {"data.labels": labels_of(ctx)}
 
-    def tokenize(
-        self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_length: int
-    ) -> tuple[dict, list[int]]:
+    def tokenize(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, cfg: Any) -> tuple[dict, list[int]]:
+        max_length = cfg.model.max_length
         full_lengths = [len(ids) for ids in tokenizer(batch[TEXT], truncation=False)["input_ids"]]
         enc = tokenizer(batch[TEXT], truncation=True, max_length=max_length)
         return {**enc, "labels": batch[LABEL], "length": [len(ids) for ids in enc["input_ids"]]}, full_lengths
