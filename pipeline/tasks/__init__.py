@@ -54,6 +54,7 @@ class Task(ABC):
     validation_metrics: ClassVar[tuple[str, ...]]  # what periodic validation reports (and "loss")
     adds_head: ClassVar[bool]  # whether the model gets a new, randomly initialised head (counted apart)
     export_skip_reason: ClassVar[str | None] = None  # None: `export` writes an ONNX model
+    onnx_positions_from_mask: ClassVar[bool] = False  # the exported forward counts positions over the mask
 
     # --- model -------------------------------------------------------------------------------------
     @abstractmethod
@@ -163,9 +164,9 @@ class Task(ABC):
 
     # --- export, predict, serving ------------------------------------------------------------------
     @abstractmethod
-    def export_figures(self, outputs: np.ndarray, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
-        """An exported model's `test_<headline_metric>` (and any other figures), and its decoded predictions
-        (to compare variants)."""
+    def export_figures(self, session: Any, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
+        """An exported model's (onnxruntime session's) `test_<headline_metric>` and any other figures on tokenized
+        rows, and its decoded predictions (to compare variants)."""
 
     @abstractmethod
     def write_export_info(self, ctx: RunContext, out: Path) -> None:

@@ -296,8 +296,11 @@ class Classification(Task):
     def explore_groups(self, rows: Dataset, ctx: RunContext) -> tuple[np.ndarray, list[str]] | None:
         return np.asarray(rows["labels"]), labels_of(ctx)
 
-    def export_figures(self, outputs: np.ndarray, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
-        predictions = outputs.argmax(-1)
+    def export_figures(self, session: Any, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
+        from pipeline.inference import onnx_logits, padded_batches
+
+        batches = padded_batches(rows, ctx.tokenizer, ctx.cfg.stage.export.batch_size)
+        predictions = np.concatenate([onnx_logits(session, batch) for batch in batches]).argmax(-1)
         headline = metrics_of(predictions, rows["labels"], labels_of(ctx))[self.headline_metric]
         return {f"test_{self.headline_metric}": headline}, predictions
 

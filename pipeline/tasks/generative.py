@@ -9,7 +9,7 @@ model inputs and labels, and how a model generates from a prompt.
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,12 +151,9 @@ class GenerativeTask(Task):
     selection_metric = "rougeL"
     validation_metrics = GENERATION_METRICS
     adds_head = False  # the pretrained LM head is the task's head
+    onnx_positions_from_mask = True  # batched generation left-pads prompts
     target_column = TARGET
     served_model_name = "generator"
-    export_skip_reason = (
-        "ONNX export covers classifiers so far; a generative model ships as its merged transformers folder "
-        "(merge/model, served by `python -m pipeline.predict --backend pytorch`)"
-    )
 
     # --- how a subclass feeds and decodes its model --------------------------------------------------
     @abstractmethod
@@ -393,16 +390,28 @@ class GenerativeTask(Task):
         return logits[labels != IGNORE].float().cpu().numpy()
 
     # --- export, predict, serving ----------------------------------------------------------------------
-    def export_figures(self, outputs: np.ndarray, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
-        raise PipelineError(f"stages: export of the {self.name} task is skipped ({self.export_skip_reason})")
+    def export_figures(self, session: Any, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
+        """Generation metrics of the exported forward decoding greedily on the test prompts; the generations."""
+        from pipeline.metrics import generation_metrics
+
+        generator = OnnxGenerator(self, session, ctx.tokenizer, dict(ctx.cfg.task.generate))
+        prompts = self.prompt_batches(rows, ctx.tokenizer)["input_ids"]
+        step = ctx.cfg.task.generate.batch_size
+        generated = [
+            g for start in range(0, len(prompts), step) for g in generator.from_ids(prompts[start : start + step])
+        ]
+        metrics = generation_metrics(generated, rows[TARGET])
+        return {f"test_{name}": float(metrics[name]) for name in GENERATION_METRICS}, np.array(generated, dtype=object)
 
     def write_export_info(self, ctx: RunContext, out: Path) -> None:
         write_json(out / "generate.json", dict(ctx.cfg.task.generate))
 
-    def predictor(self, model_dir: Path, backend: str) -> Any:
-        if backend.startswith("onnx"):
+    def predictor(self, model_dir: Path, backend: str) -> Generator:
+        if not backend.startswith("onnx"):
+            return TorchGenerator(self, model_dir)
+        if self.export_skip_reason:
             raise PipelineError(f"--backend: {backend} is not available for {self.name} ({self.export_skip_reason})")
-        return GenerativePredictor(self, model_dir)
+        return OnnxGenerator.from_export(self, model_dir, int8=backend == "onnx-int8")
 
     def predict_frame(self, predictor: Any, frame: pd.DataFrame, text_column: str, batch_size: int) -> pd.DataFrame:
         """The input rows plus `generated`, and `error` for rows with no text."""
@@ -426,30 +435,77 @@ class GenerativeTask(Task):
         return pd.DataFrame({"text": ["Stocks rallied after the central bank held interest rates steady."]})
 
 
-class GenerativePredictor:
-    """A transformers model directory (merged, or fully fine-tuned) that generates for raw prompts."""
+class Generator(ABC):
+    """Raw prompts in, generations out: the task's prompt format applied, greedy (or beam) decoding."""
+
+    def __init__(self, task: GenerativeTask, tokenizer: PreTrainedTokenizerBase, settings: dict[str, Any]) -> None:
+        self.task, self.tokenizer, self.settings = task, task.prepare_tokenizer(tokenizer), settings
+
+    def generate(self, texts: list[str]) -> list[str]:
+        return self.from_ids(self.task.encode_prompts(self.tokenizer, texts))
+
+    def from_ids(self, prompts: list[list[int]]) -> list[str]:
+        """Generations for encoded prompts (one batch, left padded)."""
+        batch = self.tokenizer.pad([{"input_ids": ids} for ids in prompts], padding_side="left", return_tensors="np")
+        new = self.new_ids(batch["input_ids"], batch["attention_mask"])
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    @abstractmethod
+    def new_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
+        """The token ids generated after each (left-padded) prompt."""
+
+
+def generation_settings(model_dir: Path) -> dict[str, Any]:
+    """The run's decoding settings saved beside an exported model, else the defaults."""
+    info = model_dir / "generate.json"
+    return read_json(info) if info.is_file() else vars(GenerateConfig())
+
+
+class TorchGenerator(Generator):
+    """A transformers model directory (merged, or fully fine-tuned), decoding with `generate`."""
 
     def __init__(self, task: GenerativeTask, model_dir: Path) -> None:
         from transformers import AutoTokenizer
 
-        self.task = task
+        super().__init__(task, AutoTokenizer.from_pretrained(str(model_dir)), generation_settings(model_dir))
         self.model = task.auto_class().from_pretrained(str(model_dir)).eval()
-        self.tokenizer = task.prepare_tokenizer(AutoTokenizer.from_pretrained(str(model_dir)))
-        info = model_dir / "generate.json"
-        self.settings = read_json(info) if info.is_file() else vars(GenerateConfig())
 
-    def generate(self, texts: list[str]) -> list[str]:
+    def new_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
         import torch
 
-        features = [{"input_ids": ids} for ids in self.task.encode_prompts(self.tokenizer, texts)]
-        batch = self.tokenizer.pad(features, padding_side="left", return_tensors="pt")
+        inputs = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
         with torch.inference_mode():
             generated = self.model.generate(
-                **batch,
+                input_ids=inputs[0],
+                attention_mask=inputs[1],
                 max_new_tokens=self.settings["max_new_tokens"],
                 num_beams=self.settings["num_beams"],
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
             )
-        new = self.task.new_tokens(generated, batch["input_ids"])
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        return self.task.new_tokens(generated, inputs[0])
+
+
+class OnnxGenerator(Generator):
+    """An exported causal LM forward (model.onnx / model.int8.onnx), decoding greedily."""
+
+    def __init__(self, task: GenerativeTask, session: Any, tokenizer: Any, settings: dict[str, Any]) -> None:
+        super().__init__(task, tokenizer, settings)
+        self.session = session
+
+    @classmethod
+    def from_export(cls, task: GenerativeTask, export_dir: Path, int8: bool) -> OnnxGenerator:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        path = export_dir / ("model.int8.onnx" if int8 else "model.onnx")
+        if not path.is_file():
+            raise PipelineError(f"model: {path} not found (run the export stage; int8 needs stage.export.int8=true)")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return cls(task, session, AutoTokenizer.from_pretrained(str(export_dir)), generation_settings(export_dir))
+
+    def new_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
+        from pipeline.inference import onnx_greedy
+
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        return onnx_greedy(self.session, input_ids, attention_mask, self.settings["max_new_tokens"], eos, pad)

@@ -28,6 +28,10 @@ class Seq2Seq(GenerativeTask):
     name = "seq2seq"
     config_cls = Seq2SeqConfig
     peft_task_type = "SEQ_2_SEQ_LM"
+    export_skip_reason = (
+        "generating from ONNX needs an encoder-decoder's encoder and decoder exported apart, which is not built; "
+        "the merged transformers folder ships instead (merge/model, `python -m pipeline.predict --backend pytorch`)"
+    )
 
     def auto_class(self) -> type:
         from transformers import AutoModelForSeq2SeqLM
