@@ -47,6 +47,14 @@ def run_cli(args: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def pipeline(work: Path, name: str, overrides: list[str]) -> dict:
+    """Run the pipeline in a fresh process into `work/name`; return its summary's stage figures and the
+    process's wall time."""
+    run_dir = work / name
+    wall = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
+    return {**json.loads((run_dir / "summary.json").read_text())["stages"], "process_wall_s": wall}
+
+
 def publish(out_dir: str, stem: str, table: str, results: dict) -> None:
     """Print the Markdown table and the figures; write <stem>.md and <stem>.json under `out_dir`."""
     print(table)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, arguments, publish, run_cli  # noqa: E402
+from common import REPO, arguments, pipeline, publish  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
@@ -28,12 +28,10 @@ from pipeline.manifest import hardware  # noqa: E402
 
 
 def run(work: Path, name: str, overrides: list[str]) -> dict:
-    """One pipeline run in a fresh process: its stage figures, split row hashes and process wall time."""
-    run_dir = work / name
-    wall = run_cli([*overrides, f"paths.output_dir={work}", f"hydra.run.dir={run_dir}"])
-    stages = json.loads((run_dir / "summary.json").read_text())["stages"]
-    split = json.loads((run_dir / "split" / "report.json").read_text())["index_sha256"]
-    return {**stages, "split_index_sha256": split, "process_wall_s": wall}
+    """One pipeline run in a fresh process: its stage figures, process wall time and split row hashes."""
+    figures = pipeline(work, name, [*overrides, f"paths.output_dir={work}"])
+    split = json.loads((work / name / "split" / "report.json").read_text())["index_sha256"]
+    return {**figures, "split_index_sha256": split}
 
 
 def main() -> None:

@@ -26,19 +26,12 @@ from datasets import load_from_disk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, arguments, offline_reference, run_cli  # noqa: E402
+from common import REPO, arguments, offline_reference, pipeline  # noqa: E402
 
 sys.path.insert(0, str(REPO))
 
 from pipeline.manifest import hardware  # noqa: E402
 from pipeline.tasks.classification import OnnxPredictor, TorchPredictor  # noqa: E402
-
-
-def pipeline(work: Path, name: str, overrides: list[str]) -> dict:
-    """Run the pipeline in a fresh process; return its summary's stage figures and the process's wall time."""
-    run_dir = work / name
-    wall = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
-    return {**json.loads((run_dir / "summary.json").read_text())["stages"], "process_wall_s": wall}
 
 
 def latency(predictor, texts: list[str], batch: int, repeats: int) -> dict[str, float]:

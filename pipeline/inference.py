@@ -77,9 +77,9 @@ def onnx_greedy(
         step = onnx_logits(session, {"input_ids": ids, "attention_mask": mask})[:, -1].argmax(-1)
         step = np.where(done, pad_id, step)
         new.append(step)
-        done |= step == eos_id
         ids = np.concatenate([ids, step[:, None]], axis=1)
-        mask = np.concatenate([mask, (~done | (step == eos_id))[:, None].astype(np.int64)], axis=1)
+        mask = np.concatenate([mask, (~done)[:, None].astype(np.int64)], axis=1)  # ended rows get padding
+        done |= step == eos_id
         if done.all():
             break
     return np.stack(new, axis=1) if new else np.zeros((len(ids), 0), dtype=np.int64)

@@ -56,7 +56,7 @@ def test_causal_lm_learns_the_task_and_every_stage_does_its_job(causal_run):
     fp32, int8 = results["export"].variants["fp32"], results["export"].variants["int8"]
     assert fp32["max_abs_logit_diff"] <= 1e-4  # ONNX vs PyTorch, every unpadded position
     assert fp32["test_exact_match"] == pytest.approx(evaluate["test_exact_match"], abs=0.03)  # greedy on ONNX
-    assert int8["size_mb"] < fp32["size_mb"] and 0.0 <= int8["agreement_with_fp32"] <= 1.0
+    assert int8["size_mb"] < fp32["size_mb"]
     errors = pd.read_csv(run_dir / "errors" / "lowest_scoring.csv")
     assert list(errors.columns[:4]) == ["test_row", "prompt", "reference", "generated"]
     assert errors["rougeL"].is_monotonic_increasing

@@ -113,6 +113,32 @@ def rendered_rows(frame: pd.DataFrame, task_cfg: Any, origin: str) -> pd.DataFra
     return rows
 
 
+def generate_ids(
+    task: GenerativeTask,
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    settings: Any,
+    tokenizer: PreTrainedTokenizerBase,
+) -> torch.Tensor:
+    """The ids `model.generate` adds after each left-padded prompt, decoding as `task.generate` says."""
+    import torch
+
+    sampling = bool(settings["do_sample"])
+    with torch.inference_mode():
+        generated = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=settings["max_new_tokens"],
+            num_beams=settings["num_beams"],
+            do_sample=sampling,
+            temperature=settings["temperature"] if sampling else None,
+            top_p=settings["top_p"] if sampling else None,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return task.new_tokens(generated, input_ids)
+
+
 def restore_order(order: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Values computed in `order` put back in dataset order."""
     out = np.empty_like(values)
@@ -131,12 +157,10 @@ def side_by_side(frame: pd.DataFrame, path: Path) -> None:
 @dataclass
 class GenerationErrors(StageResult):
     n_test: int
-    mean_rougeL: float  # noqa: N815 (the metric's own name)
     n_no_overlap: int  # generations sharing no word with the reference (ROUGE-1 = 0)
 
     def metrics(self) -> dict[str, float]:
         return {
-            "mean_rougeL": self.mean_rougeL,
             "n_no_overlap": float(self.n_no_overlap),
             "no_overlap_rate": self.n_no_overlap / max(self.n_test, 1),
         }
@@ -241,34 +265,20 @@ class GenerativeTask(Task):
         return rows.select_columns(["input_ids", "attention_mask", "labels"])
 
     # --- outputs and scores --------------------------------------------------------------------------
-    def generate(self, model: nn.Module, rows: Dataset, ctx: RunContext, batch_size: int | None = None) -> list[str]:
+    def generate(self, model: nn.Module, rows: Dataset, ctx: RunContext) -> list[str]:
         """Decoded generations for the rows' prompts, in dataset order (batched by prompt length, left padded)."""
-        import torch
-
         from pipeline.inference import device, length_order
 
         tokenizer, settings = ctx.tokenizer, ctx.cfg.task.generate
         prompts = self.prompt_batches(rows, tokenizer)
         order = length_order(prompts)
         model.eval().to(device())
-        step = batch_size or settings.batch_size
         texts: list[str] = []
-        with torch.inference_mode():
-            for start in range(0, len(order), step):
-                features = [prompts[int(i)] for i in order[start : start + step]]
-                batch = tokenizer.pad(features, padding_side="left", return_tensors="pt").to(device())
-                generated = model.generate(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    max_new_tokens=settings.max_new_tokens,
-                    num_beams=settings.num_beams,
-                    do_sample=settings.do_sample,
-                    temperature=settings.temperature if settings.do_sample else None,
-                    top_p=settings.top_p if settings.do_sample else None,
-                    pad_token_id=tokenizer.pad_token_id,
-                )
-                new = self.new_tokens(generated, batch["input_ids"])
-                texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        for start in range(0, len(order), settings.batch_size):
+            features = [prompts[int(i)] for i in order[start : start + settings.batch_size]]
+            batch = tokenizer.pad(features, padding_side="left", return_tensors="pt").to(device())
+            new = generate_ids(self, model, batch["input_ids"], batch["attention_mask"], settings, tokenizer)
+            texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
         return restore_order(order, np.array(texts, dtype=object)).tolist() if texts else []
 
     def reference_nll(self, model: nn.Module, rows: Dataset, ctx: RunContext, batch_size: int) -> np.ndarray:
@@ -356,9 +366,7 @@ class GenerativeTask(Task):
         shown = worst[["test_row", "prompt", "reference", "generated", "rougeL"]].round(3)
         side_by_side(shown, out / "lowest_scoring.md")
         shown.to_html(out / "lowest_scoring.html", index=False)
-        result = GenerationErrors(
-            n_test=len(frame), mean_rougeL=float(frame["rougeL"].mean()), n_no_overlap=int((frame["rouge1"] == 0).sum())
-        )
+        result = GenerationErrors(n_test=len(frame), n_no_overlap=int((frame["rouge1"] == 0).sum()))
         return result, ["lowest_scoring.csv", "lowest_scoring.md", "lowest_scoring.html"]
 
     def explore_groups(self, rows: Dataset, ctx: RunContext) -> tuple[np.ndarray, list[str]] | None:
@@ -473,17 +481,8 @@ class TorchGenerator(Generator):
     def new_ids(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> Any:
         import torch
 
-        inputs = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
-        with torch.inference_mode():
-            generated = self.model.generate(
-                input_ids=inputs[0],
-                attention_mask=inputs[1],
-                max_new_tokens=self.settings["max_new_tokens"],
-                num_beams=self.settings["num_beams"],
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-        return self.task.new_tokens(generated, inputs[0])
+        ids, mask = torch.from_numpy(input_ids), torch.from_numpy(attention_mask)
+        return generate_ids(self.task, self.model, ids, mask, self.settings, self.tokenizer)
 
 
 class OnnxGenerator(Generator):
