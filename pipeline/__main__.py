@@ -49,4 +49,9 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
 
 
 if __name__ == "__main__":
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        from pipeline.help import print_help
+
+        print_help(CONF_DIR, [a for a in sys.argv[1:] if a not in ("--help", "-h")])
+        sys.exit(0)
     main()

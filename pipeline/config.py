@@ -221,12 +221,14 @@ def register_configs() -> None:
     from pipeline.methods import registered_methods
     from pipeline.tasks import registered_tasks
 
+    # Task and method schemas sit at the root, outside the `task` and `method` groups, so `--help` and sweeps over
+    # `glob(*)` list only the YAML options; each YAML pulls its schema in with `/<group>_<name>_schema@_here_`.
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for task in registered_tasks():
-        cs.store(group="task", name=f"{task.name}_schema", node=task.config_cls)
+        cs.store(name=f"task_{task.name}_schema", node=task.config_cls)
     for method in registered_methods():
-        cs.store(group="method", name=f"{method.name}_schema", node=method.config_cls)
+        cs.store(name=f"method_{method.name}_schema", node=method.config_cls)
 
 
 def value(option: Any) -> str:
