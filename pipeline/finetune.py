@@ -19,10 +19,12 @@ import torch
 from datasets import Dataset
 from torch.utils.data import Sampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pipeline.atomic import atomic_dir
 from pipeline.config import value
+from pipeline.console import ConsoleProgress
 from pipeline.context import RunContext
 from pipeline.inference import resolved_precision
 from pipeline.methods import Method
@@ -57,6 +59,8 @@ class PipelineTrainer(Trainer):
     def __init__(self, *args: Any, model_scorer: Callable[[Any], dict[str, float]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.model_scorer = model_scorer
+        self.remove_callback(ProgressCallback)
+        self.add_callback(ConsoleProgress)
 
     def evaluation_loop(self, *args: Any, metric_key_prefix: str = "eval", **kwargs: Any) -> Any:
         # Added here, before the Trainer logs the metrics, picks the best checkpoint and calls on_evaluate (pruning).
@@ -172,7 +176,7 @@ def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
         data_seed=ctx.cfg.seed,
         full_determinism=t.deterministic,
         report_to="none",
-        disable_tqdm=True,
+        disable_tqdm=False,  # PipelineTrainer swaps the bar's raw log dicts for formatted lines
         **precision_flags(value(t.precision)),
     )
 

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from pipeline.atomic import read_json, write_json
 from pipeline.cache import StageCache
 from pipeline.config import CacheMode, Stage, value
+from pipeline.console import before_after, quiet_libraries, stage_line, ui_link
 from pipeline.context import RunContext, RunLayout
 from pipeline.manifest import build_manifest
 from pipeline.methods import get_method
@@ -20,7 +21,9 @@ from pipeline.models import resolve_model_path
 from pipeline.results import StageResult
 from pipeline.stages import errors, evaluate, explore, export, merge, split, tokenize, train
 from pipeline.tasks import get_task
-from pipeline.tracking import tracked_run
+from pipeline.tracking import Tracker, tracked_run
+
+log = logging.getLogger("pipeline")
 
 STAGES = {
     Stage.split: split.run,
@@ -36,17 +39,6 @@ STAGES = {
 
 # Checks a stage runs before any stage does work: a bad setting fails in seconds, not after the split.
 CHECKS: dict[Stage, Callable[[RunContext], None]] = {Stage.train: train.check}
-
-
-def quiet_libraries() -> None:
-    """Keep the console readable: no per-map progress bars, load reports or ONNX optimiser chatter."""
-    import datasets
-    import transformers
-
-    datasets.disable_progress_bars()
-    transformers.logging.set_verbosity_error()
-    for name in ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "absl"):  # absl: rouge-score's chatter
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, StageResult]:
@@ -71,10 +63,12 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         for stage in selected:
             if stage in CHECKS:
                 CHECKS[stage](ctx)
-        for stage in selected:
+        for i, stage in enumerate(selected, start=1):
+            log.info("[%d/%d] %s ...", i, len(selected), stage.value)
             start = time.perf_counter()
             result = STAGES[stage](ctx)
             metrics = {**result.metrics(), "wall_s": time.perf_counter() - start}
+            log.info("[%d/%d] %s", i, len(selected), stage_line(stage.value, metrics, result.skipped_reason))
             tracker.metrics(f"{stage.value}/", metrics)
             results[stage.value] = result
             summary["stages"][stage.value] = metrics
@@ -91,4 +85,17 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         summary["mlflow_runs"] = [*summary.get("mlflow_runs", []), tracker.run_id]
         write_json(summary_path, summary)
         tracker.artifact(summary_path)
+    log_summary(summary, task.comparison_metrics[:2], run_dir, tracker)
     return results
+
+
+def log_summary(summary: dict[str, Any], metrics: tuple[str, ...], run_dir: Path, tracker: Tracker) -> None:
+    """The run's last lines: the task's headline test metrics before -> after training, and where to look."""
+    scores = [before_after(summary["stages"].get("evaluate", {}), metric) for metric in metrics]
+    if any(scores):
+        log.info("result: %s", "; ".join(s for s in scores if s))
+    log.info("run directory: %s", run_dir)
+    plots = sorted(str(p.relative_to(run_dir)) for p in run_dir.glob("*/*.png"))
+    if plots:
+        log.info("plots: %s", ", ".join(plots))
+    log.info("MLflow run %s: %s", tracker.run_id, ui_link(tracker.tracking_uri, tracker.experiment_id, tracker.run_id))

@@ -118,8 +118,8 @@ class Tracker:
     Each write holds a SIGTERM back until it has finished (see _SigtermGate).
     """
 
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
+    def __init__(self, run_id: str, experiment_id: str, tracking_uri: str) -> None:
+        self.run_id, self.experiment_id, self.tracking_uri = run_id, experiment_id, tracking_uri
 
     def metrics(self, prefix: str, values: Mapping[str, float], step: int | None = None) -> None:
         with _SigtermGate.closed():
@@ -160,7 +160,7 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
     try:
         with _SigtermGate.closed():
             log_run_config(cfg, run_dir, overrides)
-        yield Tracker(run.info.run_id)
+        yield Tracker(run.info.run_id, experiment_id, client.tracking_uri)
         status = RunStatus.to_string(RunStatus.FINISHED)
         if cfg.trial.study is not None:
             mlflow.set_tag("optuna.trial_state", "COMPLETE")

@@ -1,0 +1,55 @@
+"""What a run prints: a line per stage, formatted training logs, the closing summary, no library noise."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.console import before_after, format_logs, stage_line, ui_link
+from tests.conftest import tiny_overrides
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_trainer_logs_read_as_one_line_without_timing_noise():
+    line = format_logs({"eval_loss": 1.2039, "eval_accuracy": 0.675, "eval_runtime": 1.8, "epoch": 0.325}, 13, 50)
+    assert line == "validation @ step 13/50 (epoch 0.33): loss 1.204, accuracy 0.675"
+    assert format_logs({"loss": 0.76, "learning_rate": 4e-05, "epoch": 1.25}, 50, 50) == (
+        "train @ step 50/50 (epoch 1.25): loss 0.76, learning_rate 4.00e-05"
+    )
+    assert format_logs({"train_loss": 0.99, "train_runtime": 31.7}, 50, 50).startswith("training done @ step 50/50")
+
+
+def test_stage_lines_and_summary_pick_the_figures_that_matter():
+    metrics = {"steps": 380, "samples_per_s": 38.04, "peak_memory_mb": 2000.0, "wall_s": 175.94}
+    assert stage_line("train", metrics, None) == "train: done in 175.9 s: steps 380, samples_per_s 38.04"
+    assert stage_line("split", {"cache_hit": 1, "wall_s": 0.1}, None) == "split: done in 0.1 s (from cache)"
+    assert stage_line("explore", {"wall_s": 0.0}, "no label column") == "explore: skipped (no label column)"
+    assert before_after({"base_test_accuracy": 0.221, "test_accuracy": 0.888}, "accuracy") == (
+        "test accuracy 0.221 -> 0.888"
+    )
+    assert before_after({}, "rougeL") is None
+    assert ui_link("http://127.0.0.1:5055", "3", "abc") == "http://127.0.0.1:5055/#/experiments/3/runs/abc"
+    assert "make ui" in ui_link("sqlite:////x/outputs/mlflow.db", "1", "abc")
+    assert "mlflow ui --backend-store-uri sqlite:////tmp/m.db" in ui_link("sqlite:////tmp/m.db", "1", "abc")
+
+
+def test_a_whole_run_prints_each_stage_the_summary_and_no_library_noise(tmp_path, tiny_models, synthetic_csv):
+    out = tmp_path / "out"
+    overrides = [*tiny_overrides(tiny_models["bert"], synthetic_csv, out), f"hydra.run.dir={tmp_path / 'run'}"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"} | {"HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console[-3000:]
+    stages = ["split", "tokenize", "train", "explore", "evaluate", "errors", "merge", "export"]
+    for i, stage in enumerate(stages, start=1):
+        assert f"[{i}/8] {stage} ..." in console and f"[{i}/8] {stage}: done in " in console, stage
+    assert "validation @ step 20/80" in console and "{'eval_loss'" not in console  # formatted, not raw dicts
+    assert "result: test accuracy " in console and f"run directory: {tmp_path / 'run'}" in console
+    assert "/#/experiments/" in console
+    for noise in ("UserWarning", "FutureWarning", "Quantization parameters for tensor", "Loading weights"):
+        assert noise not in console, noise
