@@ -52,6 +52,6 @@ if __name__ == "__main__":
     if {"--help", "-h"} & set(sys.argv[1:]):
         from pipeline.help import print_help
 
-        print_help(CONF_DIR, [a for a in sys.argv[1:] if a not in ("--help", "-h")])
+        print_help(CONF_DIR, [a for a in sys.argv[1:] if not a.startswith("-")])  # overrides only, not flags
         sys.exit(0)
     main()

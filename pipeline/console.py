@@ -26,7 +26,11 @@ NOISE_WARNINGS = (
 )
 # Loggers whose INFO/WARNING lines are about the library itself: table creation, input-example checks, the
 # cloudpickle notice for our own pyfunc class, exporter registration of torchvision ops we do not use.
-NOISY_LOGGERS = ("mlflow.store", "mlflow.pyfunc", "mlflow.models", "torch.onnx", "onnx_ir", "onnxscript", "absl")
+NOISY_LOGGERS = (
+    *("mlflow.store", "mlflow.pyfunc", "mlflow.models"),
+    *("torch.onnx", "torch.export", "onnx_ir", "onnxscript"),
+    "absl",  # rouge-score's chatter
+)
 
 
 class _DropOnnxQuantizationChatter(logging.Filter):
@@ -56,9 +60,7 @@ def quiet_libraries() -> None:
 
 def figure(v: Any) -> str:
     """A number as a reader wants it: 4 significant digits, scientific only when tiny."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, int):
+    if not isinstance(v, float):  # ints (step counts, sizes) and anything else as they are
         return str(v)
     return f"{v:.2e}" if v and abs(v) < 1e-3 else f"{v:.4g}"
 
@@ -117,9 +119,7 @@ def before_after(evaluate: Mapping[str, Any], metric: str) -> str | None:
     before, after = evaluate.get(f"base_test_{metric}"), evaluate.get(f"test_{metric}")
     if after is None:
         return None
-    return (
-        f"test {metric} {figure(before)} -> {figure(after)}" if before is not None else f"test {metric} {figure(after)}"
-    )
+    return f"test {metric} " + (f"{figure(before)} -> " if before is not None else "") + figure(after)
 
 
 def ui_link(tracking_uri: str, experiment_id: str, run_id: str, port: int = 5000) -> str:
