@@ -37,15 +37,24 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
         )
         sys.exit(130)
     except PipelineError as exc:
-        log.error("%s", exc)
         if hydra_cfg.mode == RunMode.MULTIRUN:
+            log.error("%s", exc)
             # One bad combination (e.g. prefix tuning on DistilBERT) must not stop the other runs of a sweep:
             # the reason goes to the run directory, where the comparison table picks it up.
             write_text(run_dir / "error.txt", f"{exc}\n")
             return {"error": str(exc)}
+        _to_log_files(f"{exc}")  # the console shows it once, as the `error:` line
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     return {"metrics": {f"{stage}/{k}": v for stage, result in results.items() for k, v in result.metrics().items()}}
+
+
+def _to_log_files(message: str) -> None:
+    """Record an error in the run's log file without the console handler printing it a second time."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 if __name__ == "__main__":

@@ -39,13 +39,22 @@ def _model_location(model_cfg: Any) -> str:
         if not path.is_dir():
             raise PipelineError(f"model.name_or_path: no directory {name!r} in package {model_cfg.from_package}")
         return str(path)
-    looks_local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
-    if looks_local:
+    if _looks_local(name):
         path = Path(name).expanduser()
         if not (path / "config.json").is_file() and not (getattr(model_cfg, "gguf_file", None) and path.is_dir()):
             raise PipelineError(f"model.name_or_path: {name!r} is not a model directory (no config.json there)")
         return str(path.resolve())
     return name
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+
+
+def hub_model_id(model_cfg: Any) -> str | None:
+    """The Hub repository the model loads from; None when it is local (inside a package, or a folder)."""
+    name = str(model_cfg.name_or_path)
+    return None if model_cfg.from_package or _looks_local(name) else name
 
 
 def gguf_tensor_types(path: Path) -> dict[str, int]:

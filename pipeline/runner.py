@@ -15,6 +15,7 @@ from pipeline.cache import StageCache
 from pipeline.config import CacheMode, Stage, value
 from pipeline.console import before_after, quiet_libraries, stage_line, ui_link
 from pipeline.context import RunContext, RunLayout
+from pipeline.hub import check_hub
 from pipeline.manifest import build_manifest
 from pipeline.methods import get_method
 from pipeline.models import resolve_model_path
@@ -45,6 +46,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     """Run `cfg.stages` (always in pipeline order) and return each stage's result by name."""
     quiet_libraries()
     task = get_task(cfg.task.name)
+    check_hub(cfg, overrides or [], task.offline_model)  # offline, a Hub model or dataset fails here in seconds
     method = get_method(cfg.method.name)
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
     results: dict[str, StageResult] = {}

@@ -55,6 +55,7 @@ class Task(ABC):
     adds_head: ClassVar[bool]  # whether the model gets a new, randomly initialised head (counted apart)
     export_skip_reason: ClassVar[str | None] = None  # None: `export` writes an ONNX model
     onnx_positions_from_mask: ClassVar[bool] = False  # the exported forward counts positions over the mask
+    offline_model: ClassVar[str | None] = None  # a conf/model option that loads without the Hub, for its hints
 
     # --- model -------------------------------------------------------------------------------------
     @abstractmethod

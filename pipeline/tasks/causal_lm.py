@@ -48,6 +48,7 @@ class CausalLM(GenerativeTask):
     name = "causal_lm"
     config_cls = CausalLMConfig
     peft_task_type = "CAUSAL_LM"
+    offline_model = "smollm2"
 
     def auto_class(self) -> type:
         from transformers import AutoModelForCausalLM

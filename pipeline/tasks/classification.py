@@ -197,6 +197,7 @@ class Classification(Task):
     config_cls = ClassificationConfig
     peft_task_type = "SEQ_CLS"
     headline_metric = "accuracy"
+    offline_model = "minilm"
     comparison_metrics = ("accuracy", "f1_macro")
     target_column = LABEL
     served_model_name = "classifier"
