@@ -10,8 +10,6 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from transformers.trainer_callback import ProgressCallback
-
 log = logging.getLogger("pipeline")
 
 # (category, message regex) of warnings raised inside libraries about their own internals, never about the run.
@@ -81,14 +79,6 @@ def format_logs(logs: Mapping[str, Any], step: int, max_steps: int) -> str:
     epoch = f" (epoch {logs['epoch']:.2f})" if isinstance(logs.get("epoch"), (int, float)) else ""
     body = ", ".join(f"{k} {figure(v)}" for k, v in shown.items())
     return f"{head} @ step {step}/{max_steps}{epoch}: {body}"
-
-
-class ConsoleProgress(ProgressCallback):
-    """The Trainer's progress bar, with its log dicts written as formatted lines above it."""
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        if state.is_world_process_zero and self.training_bar is not None and logs:
-            self.training_bar.write(format_logs(logs, state.global_step, state.max_steps))
 
 
 # Per stage, the metric names (regexes, in order) its closing line shows; the rest are in summary.json and MLflow.

@@ -24,7 +24,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from pipeline.atomic import atomic_dir
 from pipeline.config import value
-from pipeline.console import ConsoleProgress
+from pipeline.console import format_logs
 from pipeline.context import RunContext
 from pipeline.inference import resolved_precision
 from pipeline.methods import Method
@@ -50,6 +50,14 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+class ConsoleProgress(ProgressCallback):
+    """The Trainer's progress bar, with its log dicts written as formatted lines above it."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            self.training_bar.write(format_logs(logs, state.global_step, state.max_steps))
 
 
 class PipelineTrainer(Trainer):

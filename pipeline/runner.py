@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,26 +21,25 @@ from pipeline.manifest import build_manifest
 from pipeline.methods import get_method
 from pipeline.models import resolve_model_path
 from pipeline.results import StageResult
-from pipeline.stages import errors, evaluate, explore, export, merge, split, tokenize, train
 from pipeline.tasks import get_task
 from pipeline.tracking import Tracker, tracked_run
 
 log = logging.getLogger("pipeline")
 
-STAGES = {
-    Stage.split: split.run,
-    Stage.tokenize: tokenize.run,
-    Stage.train: train.run,
-    Stage.explore: explore.run,
-    Stage.evaluate: evaluate.run,
-    Stage.errors: errors.run,
-    Stage.merge: merge.run,
-    Stage.export: export.run,
-}
+
+def _stage_function(stage: Stage, name: str) -> Callable[[RunContext], Any]:
+    """`pipeline.stages.<stage>.<name>`, imported on first call: each stage brings its own heavy libraries
+    (evaluate, UMAP, onnxruntime), so a run pays only for the stages it runs, and start-up for none of them."""
+
+    def call(ctx: RunContext) -> Any:
+        return getattr(importlib.import_module(f"pipeline.stages.{stage.value}"), name)(ctx)
+
+    return call
 
 
+STAGES: dict[Stage, Callable[[RunContext], StageResult]] = {stage: _stage_function(stage, "run") for stage in Stage}
 # Checks a stage runs before any stage does work: a bad setting fails in seconds, not after the split.
-CHECKS: dict[Stage, Callable[[RunContext], None]] = {Stage.train: train.check}
+CHECKS: dict[Stage, Callable[[RunContext], None]] = {Stage.train: _stage_function(Stage.train, "check")}
 
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, StageResult]:

@@ -59,7 +59,8 @@ def test_missing_hub_model_and_data_name_both_fields_and_the_offline_command(
         "cache, and HF_HUB_OFFLINE=1 is set; "
     )
     assert message.endswith(
-        f"offline: python -m pipeline +experiment=agnews_lora train.epochs=2 model=minilm data=ag_news_csv data.dir={empty_hf_cache}"
+        "offline: python -m pipeline +experiment=agnews_lora train.epochs=2 "
+        f"model=minilm data=ag_news_csv data.dir={empty_hf_cache}"
     )
     assert "\n" not in message
 

@@ -1,0 +1,83 @@
+"""Measure start-up: `--help`, `import pipeline.runner`, and launch to the first stage line of the offline command.
+
+The first-stage time is from process launch to the `[1/8] split ...` line on the console, with all eight stages
+selected (so every pre-stage check runs); the process is stopped there. Each figure is the median of --repeats.
+
+    python benchmarks/startup.py [--data-dir ../shared/data/ag_news_csv] [--out benchmarks] [--repeats 3]
+Prints a Markdown table and writes startup.json and startup.md under --out.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import REPO, arguments, offline_reference, publish  # noqa: E402
+
+FIRST_STAGE_TIMEOUT_S = 300
+
+
+def wall(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def to_first_stage(overrides: list[str]) -> float:
+    """Seconds from launch to the first `[1/N] <stage> ...` line; the run is stopped once it appears."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *overrides],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "[1/" in line:
+                return time.perf_counter() - start
+            if time.perf_counter() - start > FIRST_STAGE_TIMEOUT_S:
+                break
+        sys.exit(f"no first stage line from pipeline {' '.join(overrides)} (exit {proc.poll()})")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="startup-bench-"))
+    runs = [
+        [*offline_reference(args.data_dir, work, "startup_bench"), f"hydra.run.dir={work / f'run{i}'}"]
+        for i in range(args.repeats)
+    ]
+    samples = {
+        "help_s": [wall([sys.executable, "-m", "pipeline", "--help"]) for _ in range(args.repeats)],
+        "import_runner_s": [wall([sys.executable, "-c", "import pipeline.runner"]) for _ in range(args.repeats)],
+        "launch_to_first_stage_s": [to_first_stage(run) for run in runs],
+    }
+    results = {name: round(statistics.median(values), 2) for name, values in samples.items()}
+    results["samples"] = {name: [round(v, 2) for v in values] for name, values in samples.items()}
+    table = "\n".join(
+        [
+            f"| start-up (median of {args.repeats}, 2 CPU cores) | s |",
+            "|---|---|",
+            f"| `python -m pipeline --help` | {results['help_s']:.1f} |",
+            f"| `python -c 'import pipeline.runner'` | {results['import_runner_s']:.1f} |",
+            f"| offline reference command, launch to `[1/8] split ...` | {results['launch_to_first_stage_s']:.1f} |",
+        ]
+    )
+    publish(args.out, "startup", table, results)
+
+
+if __name__ == "__main__":
+    main()
