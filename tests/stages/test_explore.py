@@ -1,0 +1,46 @@
+"""explore's UMAP: numba's compiled code is cached on disk, so a second process compiles nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Fits UMAP as the explore stage does, then reports umap/pynndescent's numba cache hits and misses (of functions
+# compiled on first call) and the points.
+FIT = """
+import json, sys
+import numpy as np
+from numba.core.dispatcher import Dispatcher
+from pipeline.stages.explore import project
+
+points = project(np.random.RandomState(0).randn(60, 16).astype("float32"), 5, 0.1, 0, sys.argv[1])
+dispatchers = [o for name, m in list(sys.modules.items()) if name.partition(".")[0] in ("umap", "pynndescent")
+               for o in vars(m).values() if isinstance(o, Dispatcher)]
+hits = sum(sum(d.stats.cache_hits.values()) for d in dispatchers)
+# the few with explicit signatures compile eagerly at import, before the stage can enable their caching
+misses = sum(sum(d.stats.cache_misses.values()) for d in dispatchers if d._can_compile)
+print(json.dumps({"hits": hits, "misses": misses, "points": points.tolist()}))
+"""
+
+
+def fit_in_new_process(cache_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}  # the stage's own location
+    done = subprocess.run(
+        [sys.executable, "-c", FIT, str(cache_dir)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_second_process_loads_umaps_compiled_code_and_projects_identically(tmp_path):
+    first = fit_in_new_process(tmp_path)
+    second = fit_in_new_process(tmp_path)
+    assert first["misses"] >= 5  # compiled (UMAP's layout, kNN and membership functions), written under the cache
+    assert list((tmp_path / "numba").glob("numba*-umap-learn*-pynndescent*"))
+    assert second["misses"] == 0 and second["hits"] >= first["misses"]
+    assert second["points"] == first["points"]
