@@ -86,9 +86,21 @@ def test_parallel_study_samples_a_conditional_space_prunes_and_nests_mlflow_runs
     search_path, tiny_models, synthetic_csv, tmp_path
 ):
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]
-    run_sweep(search_path, tiny_models, synthetic_csv, tmp_path, *parallel)
+    console = run_sweep(search_path, tiny_models, synthetic_csv, tmp_path, *parallel).stdout
     trials = load(tmp_path).get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
+    # One console line per finished trial: its state and value, the best so far, and its parameters.
+    lines = {int(line.split("trial ", 1)[1].split()[0]): line for line in console.splitlines() if "[HYDRA] trial " in line}
+    assert sorted(lines) == [0, 1, 2, 3, 4], console[-3000:]
+    for t in trials:
+        line = lines[t.number].split("[HYDRA] ", 1)[1]
+        assert line.startswith(f"trial {t.number} [") and f"/5] {t.state.name} " in line, line
+        assert f"method={t.params['method']}" in line, line
+        assert "(best " in line or "(none complete yet)" in line, line
+        if t.state == TrialState.COMPLETE:
+            assert f"train/best_val_metric {t.value:.4g}" in line, line
+        if t.state == TrialState.PRUNED:
+            assert f"PRUNED at step {max(t.intermediate_values)} (" in line, line
     for t in trials:
         assert ("method.r" in t.params) == (t.params["method"] == "lora")
         assert ("method.bottleneck_size" in t.params) == (t.params["method"] == "adapter")

@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 (registers the config)
 from pipeline.atomic import write_bytes
+from pipeline.console import figure
 from pipeline.errors import PipelineError
 from pipeline.sweep import (
     PRUNER_ATTR,
@@ -134,6 +135,7 @@ class OptunaSweeper(Sweeper):
             returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             for trial, ret in zip(trials, returns, strict=True):
                 self.tell(study, trial, ret)
+                log.info("%s", self.trial_line(study, trial.number))
         self.summarise(study, parent, sweep_dir)
         return study
 
@@ -190,6 +192,30 @@ class OptunaSweeper(Sweeper):
             return
         trial.set_user_attr("train_steps", metrics.get("train/steps"))
         study.tell(trial, [float(metrics[o.metric]) for o in self.conf.objectives])
+
+    def trial_line(self, study: optuna.Study, number: int) -> str:
+        """A finished trial on one line: `trial 4 [5/9] COMPLETE <metric> 0.8812 (best 0.8812, trial 2): params`."""
+        trials = study.get_trials(deepcopy=False)
+        retried = {t.user_attrs[RETRY_OF_ATTR] for t in trials if RETRY_OF_ATTR in t.user_attrs}
+        done = sum(t.state.is_finished() and t.number not in retried for t in trials)
+        trial = next(t for t in trials if t.number == number)
+        if trial.state == TrialState.COMPLETE:
+            outcome = ", ".join(
+                f"{o.metric} {figure(v)}" for o, v in zip(self.conf.objectives, trial.values, strict=True)
+            )
+        elif trial.state == TrialState.PRUNED and trial.intermediate_values:
+            step = max(trial.intermediate_values)
+            outcome = f"at step {step} ({figure(trial.intermediate_values[step])})"
+        else:
+            outcome = str(trial.user_attrs.get("error", ""))[:120]
+        if len(self.directions) > 1:
+            best = f"Pareto front: {len(study.best_trials)} trials"
+        elif any(t.state == TrialState.COMPLETE for t in trials):
+            best = f"best {figure(study.best_value)}, trial {study.best_trial.number}"
+        else:
+            best = "none complete yet"
+        params = " ".join(f"{k}={figure(v)}" for k, v in trial.params.items())
+        return f"trial {number} [{done}/{self.conf.n_trials}] {trial.state.name} {outcome} ({best}): {params}"
 
     def parent_run(self, study: optuna.Study) -> str:
         """The study's MLflow run (created once, reused on resume and by other workers)."""
