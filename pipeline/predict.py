@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     output = args.output or args.input.with_name(f"{args.input.stem}.predictions.csv")
     try:
         task, predictor = load_predictor(args.model, args.backend)
-        result = task.predict_frame(predictor, read_table(args.input, "input"), args.text_column, args.batch_size)
+        result = task.predict_frame(
+            predictor, read_table(args.input, "input", blank_lines_are_rows=True), args.text_column, args.batch_size
+        )
         write_table(result, output)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

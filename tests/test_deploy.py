@@ -78,6 +78,17 @@ def test_predict_cli_writes_labels_and_probabilities_and_reports_bad_rows(lora_r
     assert "2 row(s) skipped" in capsys.readouterr().err
 
 
+def test_predict_keeps_blank_csv_lines_as_rows(lora_run, tmp_path):
+    _, run_dir, _ = lora_run
+    (tmp_path / "in.csv").write_text("text\nalpha words here\n\n   \nbeta words there\n")
+    out = tmp_path / "out.csv"
+    assert predict_main([str(run_dir), str(tmp_path / "in.csv"), "--output", str(out), "--backend", "onnx"]) == 0
+    result = pd.read_csv(out, keep_default_na=False)
+    assert len(result) == 4  # one output row per input row, blank lines included
+    assert [bool(e) for e in result["error"]] == [False, True, True, False]
+    assert result.loc[1, "predicted"] == "" and result.loc[3, "predicted"] != ""
+
+
 def test_predict_batches_by_length_but_returns_rows_in_input_order(lora_run):
     _, run_dir, _ = lora_run
     predictor = OnnxPredictor(run_dir / "export")

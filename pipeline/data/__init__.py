@@ -6,6 +6,9 @@ tasks' prompt templates (AG News: `title`, `description`; Alpaca: `instruction`,
 
 from __future__ import annotations
 
+import logging
+import numbers
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ from pipeline.config import DataSource
 from pipeline.errors import PipelineError
 
 TEXT, LABEL = "text", "label"
+log = logging.getLogger("pipeline")
 SPLITS = ("train", "validation", "test")
 
 
@@ -24,7 +28,7 @@ class RawData:
     """Labelled texts as loaded, before splitting.
 
     frames: split name (train/validation/test, or "all" for one unsplit pool) -> frame with the source's
-    columns, the configured text and label ones renamed `text` and `label` (labels as given by the source);
+    columns, the configured text and label ones renamed `text` and `label` (labels as class names, `label_name`);
     label_names: the class list if the source defines one; files: the input files read, for provenance.
     """
 
@@ -50,7 +54,36 @@ def load_raw(data_cfg: Any, required: tuple[str, ...] = CLASSIFICATION_FIELDS) -
         raw.label_names = list(data_cfg.label_names)
     for name, frame in raw.frames.items():
         check_frame(frame, origin=name, required=required)
+        if LABEL in frame.columns and frame[LABEL].notna().all():
+            frame[LABEL] = frame[LABEL].map(label_name)
+    if "label_column" in required:
+        check_classes(label_list(raw))
     return raw
+
+
+def label_name(v: Any) -> str:
+    """A label as a class name: 1, 1.0 and "1" are one class, "1"; text labels lose surrounding spaces."""
+    if isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
+        return str(int(v))
+    return str(v).strip()
+
+
+def check_classes(labels: list[str]) -> None:
+    """At least two classes; classes that differ only in case or spacing stay apart, with a warning naming them."""
+    if len(labels) < 2:
+        raise PipelineError(
+            f"data.label_column: the data has {len(labels)} class ({', '.join(map(repr, labels))}); "
+            "a classifier needs at least two"
+        )
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in labels:
+        groups[" ".join(name.casefold().split())].append(name)
+    for names in (g for g in groups.values() if len(g) > 1):
+        log.warning(
+            "data.label_column: classes %s differ only in case or spacing; they are trained as separate classes "
+            "(fix the labels, or list the classes in data.label_names)",
+            " and ".join(map(repr, names)),
+        )
 
 
 def check_frame(frame: pd.DataFrame, origin: str, required: tuple[str, ...]) -> None:
@@ -87,23 +120,25 @@ def standard_columns(frame: pd.DataFrame, data_cfg: Any, required: tuple[str, ..
 
 
 def require_file(path: Path, field_name: str, what: str) -> Path:
+    """`path` if it is a regular file; otherwise an error saying whether it is missing, a directory or a device."""
     if not path.is_file():
-        raise PipelineError(f"{field_name}: file {str(path)!r} not found (expected {what})")
+        found = "not found" if not path.exists() else "is a directory" if path.is_dir() else "is not a regular file"
+        raise PipelineError(f"{field_name}: file {str(path)!r} {found} (expected {what})")
     return path
 
 
 def label_list(raw: RawData) -> list[str]:
     """Class names: the source's list, else the sorted distinct labels (numerically when all are ints)."""
-    seen = pd.concat([f[LABEL] for f in raw.frames.values()]).unique().tolist()
+    seen = pd.concat([f[LABEL] for f in raw.frames.values()]).map(label_name).unique().tolist()
     if raw.label_names:
         known = set(raw.label_names)
-        unknown = [v for v in seen if str(v) not in known]
+        unknown = [v for v in seen if v not in known]
         if unknown:
             raise PipelineError(
-                f"data.label_column: labels {sorted(map(str, unknown))[:5]} are not in the class list {raw.label_names}"
+                f"data.label_column: labels {sorted(unknown)[:5]} are not in the class list {raw.label_names}"
             )
         return list(raw.label_names)
     try:
-        return [str(v) for v in sorted(seen, key=lambda v: int(v))]
-    except (TypeError, ValueError):
-        return sorted(map(str, seen))
+        return sorted(seen, key=int)
+    except ValueError:
+        return sorted(seen)

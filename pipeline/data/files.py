@@ -10,23 +10,28 @@ import pandas as pd
 from pipeline.data import SPLITS, RawData, require_file, standard_columns
 from pipeline.errors import PipelineError
 
+# Each reader takes the path and whether a blank CSV/TSV line is a row (an empty text) rather than nothing.
 _READERS = {
-    ".csv": lambda p: pd.read_csv(p),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-    ".jsonl": lambda p: pd.read_json(p, lines=True),
-    ".json": lambda p: pd.read_json(p, lines=True),
-    ".parquet": lambda p: pd.read_parquet(p),
+    ".csv": lambda p, blank: pd.read_csv(p, skip_blank_lines=not blank),
+    ".tsv": lambda p, blank: pd.read_csv(p, sep="\t", skip_blank_lines=not blank),
+    ".jsonl": lambda p, blank: pd.read_json(p, lines=True),
+    ".json": lambda p, blank: pd.read_json(p, lines=True),
+    ".parquet": lambda p, blank: pd.read_parquet(p),
 }
 
 
-def read_table(path: Path, field_name: str) -> pd.DataFrame:
-    """Read a CSV/TSV/JSONL/Parquet file; errors name `field_name` (the config key or CLI argument)."""
+def read_table(path: Path, field_name: str, blank_lines_are_rows: bool = False) -> pd.DataFrame:
+    """Read a CSV/TSV/JSONL/Parquet file; errors name `field_name` (the config key or CLI argument).
+
+    blank_lines_are_rows: keep blank CSV/TSV lines as rows of empty cells, so rows line up with the file's lines
+    (predict writes one output row per input row); otherwise pandas drops them.
+    """
     require_file(path, field_name, "a .csv, .tsv, .jsonl or .parquet file")
     reader = _READERS.get(path.suffix.lower())
     if reader is None:
         raise PipelineError(f"{field_name}: unsupported file type {path.suffix!r}; expected one of {sorted(_READERS)}")
     try:
-        return reader(path)
+        return reader(path, blank_lines_are_rows)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise PipelineError(f"{field_name}: cannot read {path} ({str(exc).splitlines()[0]})") from exc
 

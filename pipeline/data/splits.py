@@ -10,31 +10,48 @@ from pipeline.data import SPLITS
 from pipeline.errors import PipelineError
 
 
+def _stratified(
+    frame: pd.DataFrame, strata: pd.Series | None, n_rows: int, field_name: str, what: str, seed: int, **sizes: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """sklearn's train_test_split, with the ways it fails on small data checked first and said in our terms."""
+    from sklearn.model_selection import train_test_split
+
+    if n_rows < 1 or n_rows >= len(frame):
+        raise PipelineError(
+            f"{field_name}: {what} would have {n_rows} of {len(frame)} rows; expected at least 1 and fewer than all "
+            "(use more rows, data.max_samples, or another fraction)"
+        )
+    if strata is not None:
+        counts = strata.value_counts()
+        if counts.min() < 2:
+            stratum = counts.idxmin()
+            name = frame.loc[strata == stratum, "label"].iloc[0] if "label" in frame else stratum
+            raise PipelineError(
+                f"{field_name}: class {str(name)!r} has {counts.min()} row in the pool {what} is drawn from; "
+                "a stratified split needs at least 2 per class (add rows, drop the class, or raise data.max_samples)"
+            )
+        if not len(counts) <= n_rows <= len(frame) - len(counts):
+            raise PipelineError(
+                f"{field_name}: {what} would have {n_rows} of {len(frame)} rows, too few to hold each of the "
+                f"{len(counts)} classes on both sides of a stratified split; use more rows or another fraction"
+            )
+    return train_test_split(frame, random_state=seed, stratify=strata, **sizes)
+
+
 def _carve(
     frame: pd.DataFrame, n_rows: int, seed: int, what: str, stratify_by: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rest, carved) with `n_rows` rows carved off, stratified by `stratify_by` when given."""
-    from sklearn.model_selection import train_test_split
-
     strata = frame[stratify_by] if stratify_by else None
-    try:
-        rest, carved = train_test_split(frame, test_size=n_rows, random_state=seed, stratify=strata)
-    except ValueError as exc:
-        kind = "stratified " if stratify_by else ""
-        raise PipelineError(f"data.{what}_fraction: cannot carve a {kind}{what} split ({exc})") from exc
-    return rest, carved
+    return _stratified(frame, strata, n_rows, f"data.{what}_fraction", f"the {what} split", seed, test_size=n_rows)
 
 
 def _cap(pool: pd.DataFrame, max_samples: int | None, seed: int, stratify_by: str | None) -> pd.DataFrame:
     """Sample of at most `max_samples` rows, stratified by origin (and `stratify_by` when given)."""
     if max_samples is None or len(pool) <= max_samples:
         return pool
-    if max_samples <= 0:
-        raise PipelineError(f"data.max_samples: {max_samples} must be positive")
-    from sklearn.model_selection import train_test_split
-
     strata = pool["origin"] + "/" + pool[stratify_by].astype(str) if stratify_by else pool["origin"]
-    kept, _ = train_test_split(pool, train_size=max_samples, random_state=seed, stratify=strata)
+    kept, _ = _stratified(pool, strata, max_samples, "data.max_samples", "the sample", seed, train_size=max_samples)
     return kept
 
 
@@ -51,10 +68,6 @@ def carve_splits(
         ignore_index=True,
     )
     pool = _cap(pool, data_cfg.max_samples, seed, stratify_by)
-    for what in ("validation", "test"):
-        fraction = getattr(data_cfg, f"{what}_fraction")
-        if not 0.0 < fraction < 0.5:
-            raise PipelineError(f"data.{what}_fraction: {fraction} must be between 0 and 0.5")
     splits = {name: pool[pool["origin"] == name] for name in frames}
     if "all" in splits:  # one pool: carve test, then validation, as fractions of the whole pool
         n_all = len(splits["all"])

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import read_json, write_json
-from pipeline.data import CLASSIFICATION_FIELDS, LABEL, TEXT, RawData, label_list
+from pipeline.data import CLASSIFICATION_FIELDS, LABEL, TEXT, RawData, label_list, label_name
 from pipeline.data.splits import carve_splits
 from pipeline.errors import PipelineError
 from pipeline.results import StageResult
@@ -40,7 +40,7 @@ def make_splits(raw: RawData, labels: list[str], data_cfg: Any, seed: int) -> di
     """The source's rows with a `label_id` column, carved into train/validation/test stratified by it."""
     index = {name: i for i, name in enumerate(labels)}
     frames = {
-        name: frame.assign(label_id=frame[LABEL].map(lambda v: index[str(v)])) for name, frame in raw.frames.items()
+        name: frame.assign(label_id=frame[LABEL].map(label_name).map(index)) for name, frame in raw.frames.items()
     }
     return carve_splits(frames, data_cfg, seed, stratify_by="label_id")
 

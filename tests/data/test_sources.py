@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from pipeline.config import DataConfig
-from pipeline.data import load_raw
+from pipeline.data import label_list, load_raw
 from pipeline.errors import PipelineError
 from tests.conftest import synthetic_frame
 
@@ -115,6 +115,35 @@ def test_files_source_bad_content(tmp_path, frame, kwargs, message):
 def test_files_source_bad_paths(tmp_path):
     with pytest.raises(PipelineError, match=r"^data\.path: file .* not found"):
         load_raw(data_cfg(source="file", path=str(tmp_path / "missing.csv")))
+    with pytest.raises(PipelineError, match=r"^data\.path: file .* is a directory \(expected a \.csv"):
+        load_raw(data_cfg(source="file", path=str(tmp_path)))
+    with pytest.raises(PipelineError, match=r"^data\.path: file '/dev/null' is not a regular file"):
+        load_raw(data_cfg(source="file", path="/dev/null"))
     (tmp_path / "d.xlsx").write_text("x")
     with pytest.raises(PipelineError, match=r"^data\.path: unsupported file type '\.xlsx'"):
         load_raw(data_cfg(source="file", path=str(tmp_path / "d.xlsx")))
+
+
+def test_labels_of_mixed_types_are_one_class_each(tmp_path):
+    path = tmp_path / "d.jsonl"
+    rows = [{"text": f"row {i}", "label": label} for i, label in enumerate([1, "1", 2, "2 ", 1.0, "3"])]
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    raw = load_raw(data_cfg(source="file", path=str(path)))
+    assert raw.frames["all"]["label"].tolist() == ["1", "1", "2", "2", "1", "3"]
+    assert label_list(raw) == ["1", "2", "3"]
+
+
+def test_classes_differing_only_in_case_are_named_in_a_warning(tmp_path, caplog):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "label": ["Sports", "sports", "World", "Sports"]}).to_csv(path)
+    raw = load_raw(data_cfg(source="file", path=str(path)))
+    assert label_list(raw) == ["Sports", "World", "sports"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "classes 'Sports' and 'sports' differ only in case or spacing" in warnings[0]
+
+
+def test_one_class_cannot_make_a_classifier(tmp_path):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"text": ["a", "b", "c"], "label": ["spam", "spam", " spam"]}).to_csv(path)
+    with pytest.raises(PipelineError, match=r"^data\.label_column: the data has 1 class \('spam'\); a classifier"):
+        load_raw(data_cfg(source="file", path=str(path)))

@@ -52,6 +52,30 @@ def test_max_samples_caps_rows_stratified():
     assert pool["label_id"].value_counts().tolist() == [20, 20, 20]
 
 
+@pytest.mark.parametrize(
+    ("frame", "data", "message"),
+    [
+        (
+            pd.concat([synthetic_frame(10), pd.DataFrame({"text": ["lonely row"], "label": ["delta"]})]),
+            {},
+            r"^data\.test_fraction: class 'delta' has 1 row in the pool the test split is drawn from; a stratified",
+        ),
+        (
+            synthetic_frame(10),
+            {"max_samples": 2},
+            r"^data\.max_samples: the sample would have 2 of 30 rows, too few to hold each of the 3 classes",
+        ),
+        (synthetic_frame(10), {"max_samples": 3}, r"^data\.test_fraction: the test split would have 0 of 3 rows"),
+        (synthetic_frame(4), {}, r"^data\.test_fraction: the test split would have 1 of 12 rows, too few to hold"),
+    ],
+)
+def test_too_little_data_to_split_names_the_field_and_the_class(frame, data, message):
+    raw = RawData(frames={"all": frame.reset_index(drop=True)})
+    with pytest.raises(PipelineError, match=message) as raised:
+        make_splits(raw, label_list(raw), cfg(**data), seed=0)
+    assert "\n" not in str(raised.value)
+
+
 def test_cross_split_duplicates_reported_and_dropped():
     splits = {
         "train": pd.DataFrame({"text": ["a", "b", "b"], "label_id": [0, 1, 1]}),
