@@ -9,6 +9,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from pipeline.ranges import Range, at_least, positive, ranged, split_fraction
+
 
 class Stage(str, Enum):
     """Pipeline stages, in the order they always run."""
@@ -73,9 +75,9 @@ class DataConfig:
     text_column: str = "text"
     label_column: str = "label"
     label_names: list[str] | None = None  # fixes the class list; labels outside it are an error
-    validation_fraction: float = 0.1  # of train when a test split exists, else of all rows
-    test_fraction: float = 0.1  # used only when the source has no test split
-    max_samples: int | None = None  # stratified cap on all rows before splitting
+    validation_fraction: float = split_fraction(0.1)  # of train when a test split exists, else of all rows
+    test_fraction: float = split_fraction(0.1)  # used only when the source has no test split
+    max_samples: int | None = positive(None)  # stratified cap on all rows before splitting
     drop_cross_split_duplicates: bool = False  # True: drop val/test rows whose text is also in an earlier split
 
 
@@ -86,7 +88,7 @@ class ModelConfig:
     name_or_path: str = MISSING  # Hub id or local directory
     from_package: str | None = None  # resolve name_or_path inside this installed Python package
     revision: str | None = None
-    max_length: int = 128
+    max_length: int = positive(128)  # tokens; at most the model's position limit (checked before work)
     gguf_file: str | None = None  # a GGUF file in that directory: converted once to a transformers folder
     converted_dir: str = "${paths.cache_dir}/models"  # where GGUF conversions are kept, by the file's SHA-256
     # Named sets of module-name suffixes for adapter methods; "all-linear" is peft's own keyword.
@@ -97,64 +99,66 @@ class ModelConfig:
 class TrainConfig:
     """Trainer settings shared by every method."""
 
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.01
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    gradient_accumulation_steps: int = 1
-    warmup_steps: float = 0.0  # < 1: fraction of total steps; >= 1: steps
+    learning_rate: float = positive(2e-5)
+    weight_decay: float = at_least(0, 0.01)
+    epochs: float = positive(1.0)
+    max_steps: int = ranged(-1, Range(low=0, low_open=True, also=-1, also_means="train by train.epochs"))
+    batch_size: int = positive(16)
+    eval_batch_size: int = positive(64)
+    gradient_accumulation_steps: int = at_least(1, 1)
+    warmup_steps: float = at_least(0, 0.0)  # < 1: fraction of total steps; >= 1: steps
     lr_scheduler: str = "linear"
-    eval_steps: float = 0.25  # < 1: fraction of total steps; >= 1: every N steps
-    eval_max_samples: int | None = 2000  # cap on validation rows per in-training evaluation
-    eval_budget: float = 0.12  # all periodic validations together see at most this x the rows trained
+    eval_steps: float = positive(0.25)  # < 1: fraction of total steps; >= 1: every N steps
+    eval_max_samples: int | None = positive(2000)  # cap on validation rows per in-training evaluation
+    eval_budget: float = positive(0.12)  # all periodic validations together see at most this x the rows trained
     # Validation metric that picks the best checkpoint (and that sweeps optimise): one the task's validation
     # reports, or loss; None: the task's own (classification: f1_macro; causal_lm, seq2seq: rougeL).
     metric_for_best_model: str | None = None
-    logging_steps: int = 25
-    save_total_limit: int = 2
+    logging_steps: int = positive(25)
+    save_total_limit: int = at_least(1, 2)
     sampling: Sampling = Sampling.group_by_length
     padding: Padding = Padding.dynamic
     precision: Precision = Precision.auto
     optim: str = "adamw_torch_fused"  # any transformers OptimizerNames value; fused AdamW runs on CUDA and CPU
     pin_memory: bool = True  # page-locked batches for faster host-to-GPU copies (no effect on CPU)
-    dataloader_num_workers: int = 0
+    dataloader_num_workers: int = at_least(0, 0)
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat bit for bit regardless
 
 
 @dataclass
 class ExploreConfig:
-    n_samples: int = 1000
+    n_samples: int = at_least(2, 1000)
     pooling: Pooling = Pooling.mean
-    n_neighbors: int = 15
-    min_dist: float = 0.1
-    batch_size: int = 64
+    n_neighbors: int = at_least(2, 15)
+    min_dist: float = at_least(0, 0.1)
+    batch_size: int = positive(64)
 
 
 @dataclass
 class EvaluateConfig:
-    batch_size: int = 64
+    batch_size: int = positive(64)
 
 
 @dataclass
 class ErrorsConfig:
-    top_k: int = 50
+    top_k: int = at_least(0, 50)
 
 
 @dataclass
 class MergeConfig:
-    atol: float = 1e-4  # max |merged - unmerged| logit difference tolerated
-    n_samples: int = 32
+    atol: float = at_least(0, 1e-4)  # max |merged - unmerged| logit difference tolerated
+    n_samples: int = positive(32)
 
 
 @dataclass
 class ExportConfig:
-    opset: int = 18
-    atol: float = 1e-4  # max |onnx - pytorch| logit difference tolerated: atol + rtol x the largest |logit|
-    rtol: float = 1e-5  # (a 30-layer LM's logits of ~30 differ by ~2e-4 in fp32 after ONNX's op fusions)
-    n_parity_samples: int = 32
-    batch_size: int = 32
+    opset: int = positive(18)
+    atol: float = at_least(
+        0, 1e-4
+    )  # max |onnx - pytorch| logit difference tolerated: atol + rtol x the largest |logit|
+    rtol: float = at_least(0, 1e-5)  # (a 30-layer LM's logits of ~30 differ by ~2e-4 in fp32 after ONNX's op fusions)
+    n_parity_samples: int = positive(32)
+    batch_size: int = positive(32)
     int8: bool = True  # also write model.int8.onnx (dynamic int8 weights) and report its accuracy
 
 
@@ -171,7 +175,8 @@ class StageConfig:
 
 @dataclass
 class TrackingConfig:
-    uri: str | None = None  # None: sqlite store under paths.output_dir
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else a sqlite store under paths.output_dir
+    artifact_root: str | None = None  # new experiments' artifacts; None: beside a sqlite store, or the server's
     experiment: str = "default"
     run_name: str | None = None
     register: bool = False  # register the exported model in the MLflow model registry
@@ -198,7 +203,7 @@ class TrialConfig:
 class Config:
     """The whole run. `task` and `method` are typed per task and per method by their registries."""
 
-    seed: int = 42
+    seed: int = ranged(42, Range(low=0, high=2**32 - 1))  # numpy's seed range
     stages: list[Stage] = field(default_factory=lambda: list(Stage))
     cache: CacheMode = CacheMode.on
     resume: bool = False  # continue training from the run directory's last checkpoint

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ from pipeline.hub import check_hub
 from pipeline.manifest import build_manifest
 from pipeline.methods import get_method
 from pipeline.models import resolve_model_path
+from pipeline.ranges import check_ranges
 from pipeline.results import StageResult
+from pipeline.rundir import check_resumable, holding
 from pipeline.tasks import get_task
 from pipeline.tracking import Tracker, tracked_run
 
@@ -45,15 +48,16 @@ CHECKS: dict[Stage, Callable[[RunContext], None]] = {Stage.train: _stage_functio
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, StageResult]:
     """Run `cfg.stages` (always in pipeline order) and return each stage's result by name."""
     quiet_libraries()
+    check_ranges(cfg)  # a value out of its field's range fails before anything is written
     task = get_task(cfg.task.name)
     check_hub(cfg, overrides or [], task.offline_model)  # offline, a Hub model or dataset fails here in seconds
     method = get_method(cfg.method.name)
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
     results: dict[str, StageResult] = {}
     summary_path = run_dir / "summary.json"
-    # A rerun of some stages in an existing run directory updates their entries and keeps the others.
-    summary: dict[str, Any] = read_json(summary_path) if summary_path.exists() else {"stages": {}}
-    with tracked_run(cfg, run_dir, overrides or []) as tracker:
+    with run_session(cfg, run_dir, overrides or []) as tracker:
+        # A rerun of some stages in an existing run directory updates their entries and keeps the others.
+        summary: dict[str, Any] = read_json(summary_path) if summary_path.exists() else {"stages": {}}
         manifest = build_manifest(cfg, overrides or [])
         manifest_path = run_dir / "manifest.json"
         write_json(manifest_path, manifest)
@@ -89,6 +93,16 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         tracker.artifact(summary_path)
     log_summary(summary, task.comparison_metrics[:2], run_dir, tracker)
     return results
+
+
+@contextmanager
+def run_session(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterator[Tracker]:
+    """The run directory held by this run alone, checked before a resume, and the run tracked in MLflow."""
+    with holding(run_dir):
+        if cfg.resume:
+            check_resumable(cfg, run_dir)
+        with tracked_run(cfg, run_dir, overrides) as tracker:
+            yield tracker
 
 
 def log_summary(summary: dict[str, Any], metrics: tuple[str, ...], run_dir: Path, tracker: Tracker) -> None:

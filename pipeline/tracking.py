@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import signal
+import socket
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,23 +21,69 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+import pipeline
+from pipeline.errors import PipelineError
+
+SERVER_WAIT_S = 10.0  # how long a run waits for an http(s) tracking server to answer before it fails
+
 
 def store_locations(cfg: Any) -> tuple[str, str | None]:
-    """(tracking URI, artifact root): `tracking.uri`, else sqlite + artifacts under paths.output_dir.
+    """(tracking URI, artifact root for new experiments).
 
-    A new sqlite store is created under a file lock: sweep workers starting together would otherwise race
-    through MLflow's schema migrations on the same file.
+    The URI is `tracking.uri`, else MLflow's own `MLFLOW_TRACKING_URI`, else a sqlite store under
+    paths.output_dir. Artifacts go to `tracking.artifact_root`, else beside a sqlite store (MLflow's default
+    would be ./mlruns of whatever directory the command runs in), else where an http(s) server puts them.
     """
-    if cfg.tracking.uri:
-        return str(cfg.tracking.uri), None
-    out = Path(cfg.paths.output_dir).expanduser().resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    # The ./mlruns file store is deprecated; sqlite needs an explicit artifact location.
-    uri = f"sqlite:///{out / 'mlflow.db'}"
-    with open(out / ".mlflow.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        MlflowClient(uri).search_experiments(max_results=1)  # creates and migrates the schema if needed
-    return uri, (out / "mlartifacts").as_uri()
+    uri = cfg.tracking.uri or pipeline.LAUNCH_TRACKING_URI
+    if uri is None:
+        out = Path(cfg.paths.output_dir).expanduser().resolve()
+        uri = f"sqlite:///{out / 'mlflow.db'}"
+    uri = str(uri)
+    root = cfg.tracking.artifact_root
+    if uri.startswith(("http://", "https://")):
+        wait_for_server(uri, SERVER_WAIT_S)
+    elif uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
+        root = root or str(db.parent / "mlartifacts")
+        open_sqlite_store(uri, db)
+    if root and "://" not in root:
+        root = Path(root).expanduser().resolve().as_uri()
+    return uri, root
+
+
+def open_sqlite_store(uri: str, db: Path) -> None:
+    """Create and migrate the store under a file lock: sweep workers starting together would otherwise race
+    through MLflow's schema migrations on the same file."""
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.parent / f".{db.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            MlflowClient(uri).search_experiments(max_results=1)
+    except OSError as exc:
+        raise PipelineError(f"tracking.uri: cannot open the sqlite store {db} ({exc.strerror or exc})") from exc
+
+
+def wait_for_server(uri: str, wait_s: float) -> None:
+    """Return once the MLflow server at `uri` answers its /health check; fail after `wait_s` seconds.
+
+    MLflow's own client retries a dead server with backoff for minutes, with one traceback per retry.
+    """
+    url = f"{uri.rstrip('/')}/health"
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=max(1.0, min(5.0, deadline - time.monotonic()))) as reply:
+                if reply.status == 200:
+                    return
+                problem = f"HTTP {reply.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            problem = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            raise PipelineError(
+                f"tracking.uri: no MLflow server answered GET {url} within {wait_s:.0f} s ({problem}); "
+                "start it (make services) or point tracking.uri at a running one"
+            )
+        time.sleep(0.5)
 
 
 def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
@@ -147,10 +197,46 @@ class Tracker:
                 mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
+def process_tags(pid: int) -> dict[str, str]:
+    """Which process a run lives in: host, pid and the pid's start time (so a reused pid is not taken for it)."""
+    return {"process.host": socket.gethostname(), "process.pid": str(pid), "process.start": process_start(pid)}
+
+
+def process_start(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22); "" if it is not running."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after the command name, which may contain spaces
+
+
+def end_orphaned_runs(client: MlflowClient, experiment_id: str) -> list[str]:
+    """Mark KILLED the experiment's RUNNING runs whose process, on this host, is gone (a SIGKILL, a crashed
+    machine's reboot, an OOM kill): nothing else would ever end them. Returns their run ids."""
+    host = socket.gethostname()
+    ended = []
+    for run in client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get("process.host") != host or "process.pid" not in tags:
+            continue  # another machine's run, or one from before these tags: its host must judge it
+        if process_start(int(tags["process.pid"])) == tags.get("process.start"):
+            continue  # still running
+        client.set_tag(
+            run.info.run_id,
+            "ended_by",
+            f"found RUNNING with its process (pid {tags['process.pid']} on {host}) gone, by a later run in this store",
+        )
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
+        ended.append(run.info.run_id)
+    return ended
+
+
 @contextmanager
 def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterator[Tracker]:
     """Start the MLflow run, log config/params/tags, and end it FINISHED, FAILED or KILLED."""
     client, experiment_id = open_experiment(cfg)
+    end_orphaned_runs(client, experiment_id)
     mlflow.set_tracking_uri(client.tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id)
     run_name = cfg.tracking.run_name or f"{cfg.method.name}-{run_dir.name}"
@@ -195,6 +281,7 @@ def log_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None
             "method": cfg.method.name,
             "model": cfg.model.name_or_path if not cfg.model.from_package else cfg.model.from_package,
             "run_dir": str(run_dir),
+            **process_tags(os.getpid()),
         }
     )
     if cfg.trial.study is not None:  # a sweep trial: findable from the study and back

@@ -80,6 +80,21 @@ def _save_tiny(path: Path, kind: str) -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def own_tracking_store() -> None:
+    """Runs in tests track to their own output directory, even where the user exports MLFLOW_TRACKING_URI."""
+    import pipeline
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    pipeline.LAUNCH_TRACKING_URI = None
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment for a `python -m pipeline` subprocess: this one's, without the MLFLOW_TRACKING_URI that
+    the tests' own `mlflow.set_tracking_uri` calls leave in it (the child would take it for the user's store)."""
+    return {**{k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}, **extra}
+
+
+@pytest.fixture(scope="session", autouse=True)
 def numba_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One numba compile cache for the session's UMAP runs, in-process and in CLI subprocesses, rather than one
     per test output directory (each a fresh ~10 s compile)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,13 +15,13 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.config import Stage
 from pipeline.runner import STAGES, run_pipeline
-from tests.conftest import tiny_overrides
+from tests.conftest import cli_env, tiny_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*overrides: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *overrides],
         cwd=REPO,
@@ -49,6 +48,7 @@ def last_run(output_dir: Path):
             "method.target_modules: ['nope'] not found in BertForSequenceClassification",
         ),
         ("train.optim=adamw_nope", "train.optim: 'adamw_nope' is not a transformers optimizer"),
+        ("model.max_length=100000", "model.max_length: 100000 is above the model's position limit; expected at most"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_a_failed_run(tmp_path, tiny_models, synthetic_csv, override, field):
@@ -115,7 +115,7 @@ def test_sigterm_during_training_marks_killed_and_keeps_the_checkpoint(tmp_path,
         "train.max_steps=5000",
         "train.eval_steps=10",
     ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", *overrides, f"hydra.run.dir={run_dir}"],
         cwd=REPO,

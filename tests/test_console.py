@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 from pipeline.console import before_after, format_logs, stage_line, ui_link
-from tests.conftest import tiny_overrides
+from tests.conftest import cli_env, tiny_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,7 +38,7 @@ def test_stage_lines_and_summary_pick_the_figures_that_matter():
 def test_a_whole_run_prints_each_stage_the_summary_and_no_library_noise(tmp_path, tiny_models, synthetic_csv):
     out = tmp_path / "out"
     overrides = [*tiny_overrides(tiny_models["bert"], synthetic_csv, out), f"hydra.run.dir={tmp_path / 'run'}"]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"} | {"HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in cli_env().items() if k != "PYTHONWARNINGS"} | {"HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )

@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import hub
 from pipeline.errors import PipelineError
+from tests.conftest import cli_env
 
 REPO = Path(__file__).resolve().parents[1]
 OFFLINE_SWAP = "model=minilm data=ag_news_csv data.dir="  # what the offline command swaps in
@@ -105,7 +106,7 @@ def test_local_model_and_data_never_probe_the_hub(monkeypatch, tiny_models, synt
 
 def test_the_readme_command_offline_exits_2_with_one_line_before_any_stage(tmp_path):
     env = {
-        **os.environ,
+        **cli_env(),
         "HF_HUB_OFFLINE": "",
         "HF_ENDPOINT": "http://127.0.0.1:9",
         "HF_HOME": str(tmp_path / "hf"),

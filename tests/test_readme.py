@@ -3,7 +3,6 @@ runnable one runs on a subset (`make test-slow`), so the README cannot drift fro
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from tests.conftest import cli_env
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
@@ -111,7 +112,7 @@ def test_every_runnable_readme_command_runs_on_a_subset(command, tmp_path, compo
         subset = [o for o in subset if not o.startswith("hydra.sweeper")]
     if "agnews_compare" in " ".join(command) and not any("sweeper.params.method" in a for a in command):
         subset.append("hydra.sweeper.params.method='lora,tfidf_lr'")  # two of the fifteen, the rest alike
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     done = subprocess.run(
         [sys.executable, *command[1:], *subset, f"paths.output_dir={tmp_path}"],
         cwd=REPO,

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from pipeline.sweep import RETRY_OF_ATTR, WORKER_ATTR, open_storage
-from tests.conftest import tiny_overrides
+from tests.conftest import cli_env, tiny_overrides
 from tests.test_cli import REPO
 
 # Conditional space: rank only for LoRA, bottleneck only for adapters; a learning rate too small to learn
@@ -70,7 +70,7 @@ def run_sweep(*args, **kwargs) -> subprocess.CompletedProcess:
 
 def run_sweep_command(overrides: list[str]) -> subprocess.CompletedProcess:
     """`python -m pipeline --multirun OVERRIDES` offline; fails the test with its stderr if it fails."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     command = [sys.executable, "-m", "pipeline", "--multirun", *overrides]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -90,7 +90,9 @@ def test_parallel_study_samples_a_conditional_space_prunes_and_nests_mlflow_runs
     trials = load(tmp_path).get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3, 4]
     # One console line per finished trial: its state and value, the best so far, and its parameters.
-    lines = {int(line.split("trial ", 1)[1].split()[0]): line for line in console.splitlines() if "[HYDRA] trial " in line}
+    lines = {
+        int(line.split("trial ", 1)[1].split()[0]): line for line in console.splitlines() if "[HYDRA] trial " in line
+    }
     assert sorted(lines) == [0, 1, 2, 3, 4], console[-3000:]
     for t in trials:
         line = lines[t.number].split("[HYDRA] ", 1)[1]
@@ -154,7 +156,7 @@ def test_resume_requeues_a_dead_workers_trial_and_a_failing_trial_does_not_stop_
 
 
 def test_two_workers_share_one_study_without_duplicate_trials(search_path, tiny_models, synthetic_csv, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, "hydra.sweeper.n_trials=4")
     workers = [
         subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -1,14 +1,66 @@
-"""Ending a run survives a busy store and an interrupt that arrives in the middle of an MLflow write."""
+"""Where runs are stored (and their artifacts), a dead server failing fast, and ending a run surviving a busy store
+and an interrupt that arrives in the middle of an MLflow write."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import mlflow
 import pytest
+from mlflow.entities import RunTag
+from omegaconf import OmegaConf
 
+import pipeline
 from pipeline import tracking
+from pipeline.config import Config
+from pipeline.errors import PipelineError
+
+
+def tracking_cfg(output_dir: Path, **fields) -> Config:
+    cfg = OmegaConf.structured(Config)
+    cfg.paths.output_dir = str(output_dir)
+    for key, v in fields.items():
+        cfg.tracking[key] = v
+    return cfg
+
+
+def test_another_sqlite_store_keeps_artifacts_beside_it_not_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "elsewhere" / "team.db"
+    client, experiment_id = tracking.open_experiment(tracking_cfg(tmp_path / "out", uri=f"sqlite:///{store}"))
+    location = client.get_experiment(experiment_id).artifact_location
+    assert location == f"{(store.parent / 'mlartifacts').as_uri()}/default"
+    explicit = tracking_cfg(tmp_path / "out", uri=f"sqlite:///{store}", artifact_root="arts", experiment="other")
+    client, experiment_id = tracking.open_experiment(explicit)
+    assert client.get_experiment(experiment_id).artifact_location == f"{(tmp_path / 'arts').as_uri()}/other"
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "out").exists()
+
+
+def test_mlflow_tracking_uri_is_honoured_when_tracking_uri_is_unset(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "LAUNCH_TRACKING_URI", f"sqlite:///{tmp_path / 'env.db'}")
+    assert tracking.store_locations(tracking_cfg(tmp_path / "out"))[0] == f"sqlite:///{tmp_path / 'env.db'}"
+    cfg = tracking_cfg(tmp_path / "out", uri=f"sqlite:///{tmp_path / 'cfg.db'}")
+    assert tracking.store_locations(cfg)[0] == f"sqlite:///{tmp_path / 'cfg.db'}"  # the config wins
+
+
+def test_a_tracking_server_that_does_not_answer_fails_in_seconds_naming_tracking_uri(tmp_path, monkeypatch):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(tracking, "SERVER_WAIT_S", 2.0)
+    start = time.monotonic()
+    with pytest.raises(PipelineError) as raised:
+        tracking.store_locations(tracking_cfg(tmp_path, uri=f"http://127.0.0.1:{port}"))
+    assert time.monotonic() - start < 6
+    message = str(raised.value)
+    assert message.startswith(f"tracking.uri: no MLflow server answered GET http://127.0.0.1:{port}/health within 2 s")
+    assert "refused" in message and "\n" not in message
 
 
 def test_sigterm_during_a_write_is_raised_once_the_write_has_finished():
@@ -45,3 +97,23 @@ def test_ending_a_run_retries_a_locked_store_and_gives_up_on_other_errors(monkey
     monkeypatch.setattr(mlflow, "end_run", broken_end_run)
     with pytest.raises(mlflow.exceptions.MlflowException, match="no such run"):
         tracking.end_run("KILLED")
+
+
+def test_runs_whose_process_died_are_marked_killed_by_the_next_run(tmp_path):
+    client, experiment_id = tracking.open_experiment(tracking_cfg(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host, me = socket.gethostname(), tracking.process_tags(os.getpid())
+    tags = {
+        "dead": {"process.host": host, "process.pid": dead.stdout.strip(), "process.start": "1"},
+        "reused": {**me, "process.start": "1"},  # our pid, but not the process that started that run
+        "alive": me,
+        "other": {**me, "process.host": "another-machine", "process.start": "1"},
+        "untagged": {},
+    }
+    runs = {name: client.create_run(experiment_id, run_name=name).info.run_id for name in tags}
+    for name, values in tags.items():
+        client.log_batch(runs[name], tags=[RunTag(k, v) for k, v in values.items()])
+    assert sorted(tracking.end_orphaned_runs(client, experiment_id)) == sorted([runs["dead"], runs["reused"]])
+    run = client.get_run(runs["dead"])
+    assert run.info.status == "KILLED" and f"pid {dead.stdout.strip()} on {host}) gone" in run.data.tags["ended_by"]
+    assert {client.get_run(runs[n]).info.status for n in ("alive", "other", "untagged")} == {"RUNNING"}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from omegaconf import MISSING
 
 from pipeline.errors import PipelineError
+from pipeline.ranges import positive
 from pipeline.registry import Registry
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class MethodConfig:
 
     name: str = MISSING
     # The learning rate this method trains well with; train.learning_rate defaults to it (conf/train/default.yaml).
-    learning_rate: float = 2e-5
+    learning_rate: float = positive(2e-5)
 
 
 class BaseMethod(ABC):

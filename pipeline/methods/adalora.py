@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+from pipeline.ranges import positive, probability
 
 if TYPE_CHECKING:
     from peft import AdaLoraConfig
@@ -19,15 +20,15 @@ PLACEHOLDER_STEPS = 1000  # peft needs a step count at construction; the callbac
 @dataclass
 class AdaloraMethodConfig(MethodConfig):
     name: str = "adalora"
-    learning_rate: float = 2e-3
-    init_r: int = 12  # rank every layer starts with
-    target_r: int = 8  # average rank left after pruning
-    alpha: int = 32
-    dropout: float = 0.1
+    learning_rate: float = positive(2e-3)
+    init_r: int = positive(12)  # rank every layer starts with
+    target_r: int = positive(8)  # average rank left after pruning
+    alpha: int = positive(32)
+    dropout: float = probability(0.1)
     target_modules: Any = "attention_qv"
-    tinit: float = 0.1  # fraction of steps trained before any rank is pruned
-    tfinal: float = 0.2  # fraction of final steps trained with the ranks fixed
-    delta_t: int = 10  # steps between two rank reallocations
+    tinit: float = probability(0.1)  # fraction of steps trained before any rank is pruned
+    tfinal: float = probability(0.2)  # fraction of final steps trained with the ranks fixed
+    delta_t: int = positive(10)  # steps between two rank reallocations
 
 
 @register_method

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import Method, MethodConfig, register_method
 from pipeline.models import head_module_names
+from pipeline.ranges import positive
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,7 +23,7 @@ WEIGHTS = "bitfit.safetensors"
 @dataclass
 class BitfitMethodConfig(MethodConfig):
     name: str = "bitfit"
-    learning_rate: float = 2e-3
+    learning_rate: float = positive(2e-3)
 
 
 def is_trained(name: str, heads: list[str]) -> bool:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod
+from pipeline.ranges import positive
 
 if TYPE_CHECKING:
     from torch import nn
@@ -36,10 +37,10 @@ PLACEMENTS = {"houlsby": ("attention", "ffn"), "pfeiffer": ("ffn",)}
 @dataclass
 class AdapterMethodConfig(MethodConfig):
     name: str = "adapter"
-    learning_rate: float = 1e-3
+    learning_rate: float = positive(1e-3)
     placement: str = "houlsby"  # houlsby (after attention and feed-forward) | pfeiffer (after feed-forward only)
-    reduction_factor: int = 16  # bottleneck = hidden size / reduction_factor ...
-    bottleneck_size: int | None = None  # ... unless set here
+    reduction_factor: int = positive(16)  # bottleneck = hidden size / reduction_factor ...
+    bottleneck_size: int | None = positive(None)  # ... unless set here
     non_linearity: str = "relu"
 
 

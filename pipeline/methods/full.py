@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import Method, MethodConfig, register_method
+from pipeline.ranges import positive
 
 if TYPE_CHECKING:
     from torch import nn
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 @dataclass
 class FullConfig(MethodConfig):
     name: str = "full"
-    learning_rate: float = 5e-5  # every weight moves: a small step
+    learning_rate: float = positive(5e-5)  # every weight moves: a small step
 
 
 @register_method

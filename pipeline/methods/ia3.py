@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.errors import PipelineError
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+from pipeline.ranges import positive
 
 if TYPE_CHECKING:
     from peft import IA3Config
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 @dataclass
 class Ia3MethodConfig(MethodConfig):
     name: str = "ia3"
-    learning_rate: float = 1e-2  # a few thousand scaling factors: needs a large step
+    learning_rate: float = positive(1e-2)  # a few thousand scaling factors: needs a large step
     target_modules: Any = "ia3"  # keys, values and feed-forward output (a set in model.target_module_sets)
     feedforward_modules: Any = "ia3_feedforward"  # the subset whose input (not output) is rescaled
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+from pipeline.ranges import positive, probability
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -16,10 +17,10 @@ if TYPE_CHECKING:
 @dataclass
 class LoraMethodConfig(MethodConfig):
     name: str = "lora"
-    learning_rate: float = 2e-3
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.1
+    learning_rate: float = positive(2e-3)
+    r: int = positive(16)
+    alpha: int = positive(32)
+    dropout: float = probability(0.1)
     target_modules: Any = "attention_qv"  # a set in model.target_module_sets, "all-linear", or a list
     bias: str = "none"
 

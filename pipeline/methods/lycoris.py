@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+from pipeline.ranges import positive, probability
 
 if TYPE_CHECKING:
     from peft.tuners.lycoris_utils import LycorisConfig
@@ -16,11 +17,11 @@ if TYPE_CHECKING:
 @dataclass
 class LohaMethodConfig(MethodConfig):
     name: str = "loha"
-    learning_rate: float = 2e-3
-    r: int = 8
-    alpha: int = 16
-    rank_dropout: float = 0.0
-    module_dropout: float = 0.0
+    learning_rate: float = positive(2e-3)
+    r: int = positive(8)
+    alpha: int = positive(16)
+    rank_dropout: float = probability(0.0)
+    module_dropout: float = probability(0.0)
     target_modules: Any = "attention_qv"
 
 

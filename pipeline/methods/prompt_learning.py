@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod
 from pipeline.models import encoder_of
+from pipeline.ranges import positive
 
 if TYPE_CHECKING:
     from peft import PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig
@@ -38,10 +39,10 @@ class PromptLearningMethod(PeftMethod):
 @dataclass
 class PrefixMethodConfig(MethodConfig):
     name: str = "prefix"
-    learning_rate: float = 2e-3  # 1e-2 collapsed to one class on AG News/MiniLM (README, method comparison)
-    num_virtual_tokens: int = 20
+    learning_rate: float = positive(2e-3)  # 1e-2 collapsed to one class on AG News/MiniLM (README, method comparison)
+    num_virtual_tokens: int = positive(20)
     projection: bool = True  # reparameterise the prefix through a 2-layer MLP (more stable training)
-    projection_hidden_size: int = 128
+    projection_hidden_size: int = positive(128)
 
 
 @register_method
@@ -71,8 +72,8 @@ class PrefixTuning(PromptLearningMethod):
 @dataclass
 class PromptMethodConfig(MethodConfig):
     name: str = "prompt"
-    learning_rate: float = 3e-2
-    num_virtual_tokens: int = 20
+    learning_rate: float = positive(3e-2)
+    num_virtual_tokens: int = positive(20)
 
 
 @register_method
@@ -93,9 +94,9 @@ class PromptTuning(PromptLearningMethod):
 @dataclass
 class PtuningMethodConfig(MethodConfig):
     name: str = "ptuning"
-    learning_rate: float = 1e-2
-    num_virtual_tokens: int = 20
-    encoder_hidden_size: int = 128
+    learning_rate: float = positive(1e-2)
+    num_virtual_tokens: int = positive(20)
+    encoder_hidden_size: int = positive(128)
     reparameterization: str = "MLP"  # or LSTM
 
 

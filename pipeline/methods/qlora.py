@@ -15,6 +15,7 @@ from pipeline.config import Precision
 from pipeline.errors import PipelineError
 from pipeline.methods import register_method
 from pipeline.methods.lora import Lora, LoraMethodConfig
+from pipeline.ranges import positive
 
 if TYPE_CHECKING:
     import torch
@@ -84,7 +85,8 @@ class Qlora(QuantizedLora):
 @dataclass
 class LoraInt8MethodConfig(LoraMethodConfig):
     name: str = "lora_int8"
-    threshold: float = 6.0  # LLM.int8: activation outliers above this stay in 16/32-bit (bitsandbytes' default)
+    # LLM.int8: activation outliers above this stay in 16/32-bit (bitsandbytes' default).
+    threshold: float = positive(6.0)
 
 
 @register_method

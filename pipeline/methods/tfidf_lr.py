@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.atomic import write_bytes
 from pipeline.errors import PipelineError
 from pipeline.methods import Baseline, MethodConfig, TextsAndLabels, register_method
+from pipeline.ranges import at_least, positive
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,9 +22,9 @@ MODEL_FILE = "tfidf_lr.pkl"
 @dataclass
 class TfidfLrMethodConfig(MethodConfig):
     name: str = "tfidf_lr"
-    max_features: int | None = 100_000
-    ngram_max: int = 2  # word n-grams 1..ngram_max
-    min_df: int = 1
+    max_features: int | None = positive(100_000)
+    ngram_max: int = at_least(1, 2)  # word n-grams 1..ngram_max
+    min_df: int = at_least(1, 1)
     sublinear_tf: bool = True
     c_grid: list[float] = field(default_factory=lambda: [0.3, 1.0, 3.0, 10.0, 30.0])  # inverse L2 strength,
     # picked by validation macro-F1, as the neural methods pick their best checkpoint

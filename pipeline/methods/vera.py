@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
+from pipeline.ranges import positive, probability
 
 if TYPE_CHECKING:
     from peft import VeraConfig
@@ -16,10 +17,10 @@ if TYPE_CHECKING:
 @dataclass
 class VeraMethodConfig(MethodConfig):
     name: str = "vera"
-    learning_rate: float = 1e-2  # VeRA's vectors need a much larger step than LoRA's matrices
-    r: int = 256
-    dropout: float = 0.0
-    d_initial: float = 0.1
+    learning_rate: float = positive(1e-2)  # VeRA's vectors need a much larger step than LoRA's matrices
+    r: int = positive(256)
+    dropout: float = probability(0.0)
+    d_initial: float = positive(0.1)
     target_modules: Any = "attention_qv"
 
 

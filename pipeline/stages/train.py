@@ -74,7 +74,8 @@ def dir_size_mb(path: Path) -> float:
 
 
 def check(ctx: RunContext) -> None:
-    """Before any work: a known optimizer and validation metric, and a method that applies to the task and model.
+    """Before any work: a known optimizer and validation metric, a max_length the model can embed, and a method
+    that applies to the task and model.
 
     The method check builds the architecture on the meta device, so no weights are read.
     """
@@ -87,7 +88,14 @@ def check(ctx: RunContext) -> None:
             f"expected one of {known}"
         )
     ctx.method.check_task(ctx.task)
-    ctx.method.check_applicable(ctx.task.skeleton(ctx), ctx.cfg.method, ctx.cfg.model)
+    skeleton = ctx.task.skeleton(ctx)
+    limit = getattr(skeleton.config, "max_position_embeddings", None)  # absent where positions are relative (T5)
+    if limit is not None and ctx.cfg.model.max_length > limit:
+        raise PipelineError(
+            f"model.max_length: {ctx.cfg.model.max_length} is above the model's position limit; "
+            f"expected at most {limit} (max_position_embeddings of {ctx.cfg.model.name_or_path})"
+        )
+    ctx.method.check_applicable(skeleton, ctx.cfg.method, ctx.cfg.model)
 
 
 def optimizer_name(name: str) -> str:

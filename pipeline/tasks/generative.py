@@ -23,6 +23,7 @@ from pipeline.atomic import read_json, write_json
 from pipeline.data import LABEL, TEXT, RawData, label_list
 from pipeline.data.splits import carve_splits
 from pipeline.errors import PipelineError
+from pipeline.ranges import Range, positive, ranged
 from pipeline.results import StageResult
 from pipeline.tasks import Task, TaskConfig
 
@@ -48,12 +49,12 @@ GENERATION_METRICS = ("rougeL", "rouge1", "rouge2", "exact_match")
 class GenerateConfig:
     """Decoding settings for evaluation, in-training validation, predict and the served model."""
 
-    max_new_tokens: int = 32
-    num_beams: int = 1  # 1 with do_sample=false: greedy
+    max_new_tokens: int = positive(32)
+    num_beams: int = positive(1)  # 1 with do_sample=false: greedy
     do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    batch_size: int = 16
+    temperature: float = positive(1.0)
+    top_p: float = ranged(1.0, Range(low=0, high=1, low_open=True))
+    batch_size: int = positive(16)
 
 
 @dataclass
@@ -63,7 +64,8 @@ class GenerativeConfig(TaskConfig):
     prompt: str | None = None
     target: str | None = None
     generate: GenerateConfig = field(default_factory=GenerateConfig)
-    validation_rows: int = 64  # rows each in-training validation generates for (ROUGE/exact match; loss uses all)
+    # Rows each in-training validation generates for (ROUGE/exact match; loss uses all).
+    validation_rows: int = positive(64)
 
 
 def template_fields(template: str) -> list[str]:
