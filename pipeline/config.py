@@ -72,6 +72,7 @@ class DataConfig:
     train_path: str | None = None  # or one file per split (source=file)
     validation_path: str | None = None
     test_path: str | None = None
+    encoding: str = "utf-8"  # text encoding of CSV/TSV/JSONL files (source=file)
     text_column: str = "text"
     label_column: str = "label"
     label_names: list[str] | None = None  # fixes the class list; labels outside it are an error

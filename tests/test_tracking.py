@@ -117,3 +117,10 @@ def test_runs_whose_process_died_are_marked_killed_by_the_next_run(tmp_path):
     run = client.get_run(runs["dead"])
     assert run.info.status == "KILLED" and f"pid {dead.stdout.strip()} on {host}) gone" in run.data.tags["ended_by"]
     assert {client.get_run(runs[n]).info.status for n in ("alive", "other", "untagged")} == {"RUNNING"}
+
+
+def test_an_output_directory_that_cannot_be_written_names_paths_output_dir(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(PipelineError, match=r"^paths\.output_dir: cannot create .*a-file/out \("):
+        tracking.store_locations(tracking_cfg(blocker / "out"))

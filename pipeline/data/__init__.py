@@ -92,6 +92,11 @@ def check_frame(frame: pd.DataFrame, origin: str, required: tuple[str, ...]) -> 
         raise PipelineError(f"data: {origin} has no rows")
     if "text_column" in required:
         texts = frame[TEXT]
+        if not (pd.api.types.is_object_dtype(texts) or pd.api.types.is_string_dtype(texts)):
+            raise PipelineError(
+                f"data.text_column: the text column of {origin} holds {texts.dtype} values, not text; "
+                "name the column with the texts in data.text_column"
+            )
         empty = texts.isna() | (texts.astype(str).str.strip() == "")
         if empty.any():
             raise PipelineError(

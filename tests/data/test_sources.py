@@ -147,3 +147,27 @@ def test_one_class_cannot_make_a_classifier(tmp_path):
     pd.DataFrame({"text": ["a", "b", "c"], "label": ["spam", "spam", " spam"]}).to_csv(path)
     with pytest.raises(PipelineError, match=r"^data\.label_column: the data has 1 class \('spam'\); a classifier"):
         load_raw(data_cfg(source="file", path=str(path)))
+
+
+def test_encoding_numbers_for_text_and_a_corrupt_parquet_get_one_line(tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\ncaf\xe9 au lait,a\nth\xe9,b\n".encode("latin-1"))
+    with pytest.raises(
+        PipelineError, match=r"^data\.path: .* is not utf-8 text \(it holds byte b'\\xe9'\); set data\.encoding"
+    ):
+        load_raw(data_cfg(source="file", path=str(latin)))
+    raw = load_raw(data_cfg(source="file", path=str(latin), encoding="latin-1"))
+    assert raw.frames["all"]["text"].tolist() == ["café au lait", "thé"]
+    with pytest.raises(PipelineError, match=r"^data\.encoding: 'nope' is not a text encoding"):
+        load_raw(data_cfg(source="file", path=str(latin), encoding="nope"))
+    numbers = tmp_path / "numbers.csv"
+    pd.DataFrame({"text": [1, 2, 3], "label": ["a", "b", "a"]}).to_csv(numbers, index=False)
+    with pytest.raises(PipelineError, match=r"^data\.text_column: the text column of all holds int64 values, not"):
+        load_raw(data_cfg(source="file", path=str(numbers)))
+    good = tmp_path / "good.parquet"
+    synthetic_frame(50).to_parquet(good)
+    data = good.read_bytes()
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(data[: len(data) // 2] + b"\0" * 64 + data[len(data) // 2 + 64 :])
+    with pytest.raises(PipelineError, match=r"^data\.path: cannot read .*broken\.parquet \("):
+        load_raw(data_cfg(source="file", path=str(broken)))
