@@ -20,11 +20,14 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("pipeline")
 
 register_configs()
+_task_started = False  # set once Hydra has composed the config and handed it to `main`
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict[str, Any] | None:
     """Returns the run's metrics (`<stage>/<metric>`) to a sweeper, or `{"error": ...}` for a bad combination."""
+    global _task_started
+    _task_started = True
     from pipeline.runner import run_pipeline  # torch, transformers and peft load only once a run starts
 
     hydra_cfg = HydraConfig.get()
@@ -63,4 +66,11 @@ if __name__ == "__main__":
 
         print_help(CONF_DIR, [a for a in sys.argv[1:] if not a.startswith("-")])  # overrides only, not flags
         sys.exit(0)
-    main()
+    try:
+        main()
+    except SystemExit as exc:
+        # Hydra reports a config it cannot compose (a typo in an override, an unknown option) and exits 1, like a
+        # crash; before the run started that is the user's mistake, which exits 2 here.
+        if exc.code == 1 and not _task_started:
+            sys.exit(2)
+        raise
