@@ -13,6 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
+from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import consumed
 from pipeline.sweep import RETRY_OF_ATTR, WORKER_ATTR, open_storage
 from tests.conftest import cli_env, tiny_overrides
 from tests.test_cli import REPO
@@ -171,3 +172,20 @@ def test_two_workers_share_one_study_without_duplicate_trials(search_path, tiny_
     assert 4 <= len(trials) <= 5  # a worker checks the budget before asking: at most workers-1 extra
     assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2  # both did work
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+
+
+DIST = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+
+def test_a_retry_queued_for_a_killed_last_trial_still_runs():
+    """n_trials=3, the worker SIGKILLed in trial 2: the rerun fails it, queues its parameters, and must run them."""
+    study = optuna.create_study()
+    for value in (0.5, 0.6):
+        study.add_trial(optuna.trial.create_trial(params={"x": value}, distributions=DIST, value=value))
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.7}, distributions=DIST, state=TrialState.FAIL))
+    study.enqueue_trial({"x": 0.7}, user_attrs={RETRY_OF_ATTR: 2})
+    assert consumed(study) == 2  # one of three left: the retry
+    retry = study.ask()
+    assert retry.number == 3 and retry.suggest_float("x", 0, 1) == 0.7
+    study.tell(retry, 0.7)
+    assert consumed(study) == 3

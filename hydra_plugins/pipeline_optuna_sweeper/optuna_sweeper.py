@@ -76,6 +76,15 @@ def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
     return samplers[kind](**spec)
 
 
+def consumed(study: optuna.Study) -> int:
+    """Trials that count against n_trials: those started (running or finished), less the stale ones whose
+    parameters were queued again. A queued retry counts once it starts; counting it while WAITING would spend the
+    budget of a killed last trial on a retry that then never runs."""
+    trials = study.get_trials(deepcopy=False)
+    started = sum(t.state != TrialState.WAITING for t in trials)
+    return started - sum(RETRY_OF_ATTR in t.user_attrs for t in trials)
+
+
 class OptunaSweeper(Sweeper):
     """Runs `n_trials` trials of one Optuna study through Hydra's launcher (basic, joblib, ...)."""
 
@@ -117,7 +126,7 @@ class OptunaSweeper(Sweeper):
         parent = self.parent_run(study)
         fixed = [*arguments, f"trial.study={self.conf.study_name}", f"trial.storage={storage_path}"]
         fixed.append(f"trial.parent_run_id={parent}")
-        while (remaining := self.conf.n_trials - self.consumed(study)) > 0:
+        while (remaining := self.conf.n_trials - consumed(study)) > 0:
             failures = self.failures(study)
             if failures > self.conf.max_failures:
                 raise PipelineError(
@@ -138,11 +147,6 @@ class OptunaSweeper(Sweeper):
                 log.info("%s", self.trial_line(study, trial.number))
         self.summarise(study, parent, sweep_dir)
         return study
-
-    def consumed(self, study: optuna.Study) -> int:
-        """Trials that count against n_trials: all of them, less the stale ones re-queued as retries."""
-        trials = study.get_trials(deepcopy=False)
-        return len(trials) - sum(RETRY_OF_ATTR in t.user_attrs for t in trials)
 
     def failures(self, study: optuna.Study) -> int:
         trials = study.get_trials(deepcopy=False)
