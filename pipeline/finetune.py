@@ -7,7 +7,10 @@ through the method. The task gives the collator and the validation metrics.
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +36,8 @@ from pipeline.stages.train import TrainResult, dir_size_mb, optimizer_name, peak
 from pipeline.sweep import open_trial
 from pipeline.tracking import Tracker
 
+log = logging.getLogger("pipeline")
+
 EVAL_MIN_ROWS = 200  # fewer validation rows make checkpoint selection too noisy
 
 
@@ -50,6 +55,29 @@ class SeededLengthGroupedSampler(LengthGroupedSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.generator = torch.Generator().manual_seed(self.seed + epoch)
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The latest checkpoint that was written to the end; incomplete ones are removed, with a warning.
+
+    The Trainer writes `trainer_state.json` last, after the weights, optimizer, scheduler and RNG states, and
+    not atomically: a checkpoint whose state file is missing or does not parse was interrupted mid-write (SIGTERM
+    or SIGKILL), and resuming from it fails. The Trainer's own pick (`resume_from_checkpoint=True`) takes the
+    highest step regardless, so the choice is made here.
+    """
+    steps = {int(p.name.split("-", 1)[1]): p for p in checkpoints.glob("checkpoint-*") if p.name[11:].isdigit()}
+    found = [steps[step] for step in sorted(steps, reverse=True)]
+    for path in found:
+        try:
+            json.loads((path / "trainer_state.json").read_text())["global_step"]
+        except (OSError, ValueError, KeyError):
+            log.warning(
+                "train: %s was interrupted while being written: removed; resuming from an earlier one", path.name
+            )
+            shutil.rmtree(path)
+            continue
+        return path
+    return None
 
 
 class ConsoleProgress(ProgressCallback):
@@ -218,13 +246,13 @@ def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
         model_scorer=ctx.task.validation_scorer(ctx, validation),
         callbacks=[MlflowStepLogger(ctx.tracker), *method.callbacks(model, cfg.method), *trial_callbacks(ctx)],
     )
-    checkpoints = sorted(ctx.layout.checkpoints.glob("checkpoint-*")) if ctx.layout.checkpoints.is_dir() else []
-    resume_from = bool(cfg.resume and checkpoints)  # the Trainer restores weights, optimizer, scheduler and RNGs
+    checkpoint = last_complete_checkpoint(ctx.layout.checkpoints) if cfg.resume else None
+    resume_from = checkpoint is not None  # the Trainer restores weights, optimizer, scheduler and RNGs
     ctx.tracker.tags({"resumed_from_checkpoint": resume_from})
     if torch.cuda.is_available():  # peak memory of this training alone, not of earlier stages in the process
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=True if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - start
     state = trainer.state
     eval_s = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)

@@ -27,3 +27,17 @@ def test_length_grouped_order_depends_only_on_seed_and_epoch():
     assert list(a) == list(b)
     b.set_epoch(2)
     assert list(a) != list(b)
+
+
+def test_resume_skips_and_removes_checkpoints_interrupted_mid_write(tmp_path, caplog):
+    from pipeline.finetune import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "none") is None
+    for step, state in ((40, '{"global_step": 40}'), (80, '{"global_st'), (120, None), (100, '{"global_step": 100}')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if state is not None:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    # 120 (no state file) and 80 (state cut short) are not usable; 100 is the latest that is, numerically.
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-100"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-100", "checkpoint-40", "checkpoint-80"]
+    assert "checkpoint-120 was interrupted while being written: removed" in caplog.text
