@@ -99,7 +99,9 @@ class RunContext:
         from datasets import load_from_disk
 
         root = {"split": self.layout.split, "tokenize": self.layout.tokenized}[stage]
-        return load_from_disk(str(self.require(root / "dataset", stage)))
+        # In memory: shuffles, sorts and selects on a memory-mapped dataset write cache-*.arrow files beside it,
+        # inside the stage that saved it, and a stage must not change another stage's outputs.
+        return load_from_disk(str(self.require(root / "dataset", stage)), keep_in_memory=True)
 
     @cached_property
     def tokenizer(self) -> PreTrainedTokenizerBase:

@@ -78,3 +78,9 @@ def test_merged_model_and_onnx_export_are_self_contained(lora_run):
     assert json.loads((run_dir / "export" / "labels.json").read_text()) == ["alpha", "beta", "gamma"]
     assert (run_dir / "export" / "model.int8.onnx").is_file()
     assert (run_dir / "export" / "tokenizer_config.json").is_file()
+
+
+def test_no_stage_writes_into_another_stages_datasets(lora_run):
+    _, run_dir, _ = lora_run
+    # datasets writes cache-*.arrow beside a memory-mapped dataset it shuffles or sorts; stages load them in memory.
+    assert not list(run_dir.glob("*/dataset/**/cache-*.arrow"))
