@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Fits UMAP as the explore stage does, then reports umap/pynndescent's numba cache hits and misses (of functions
@@ -37,6 +39,7 @@ def fit_in_new_process(cache_dir: Path) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # two cold UMAP compiles, ~46 s: kept out of the default suite's 12-minute budget
 def test_a_second_process_loads_umaps_compiled_code_and_projects_identically(tmp_path):
     first = fit_in_new_process(tmp_path)
     second = fit_in_new_process(tmp_path)
