@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -32,26 +33,32 @@ def offline_reference(data_dir: str, output_dir: Path, experiment: str) -> list[
     ]
 
 
-def run_cli(args: list[str]) -> float:
-    """Run `python -m pipeline ARGS` in a fresh process; return its wall time in seconds."""
+def checkout_env(repo: Path) -> dict[str, str]:
+    """The environment that makes `python -m pipeline` import `repo`'s pipeline, not the venv's editable install."""
+    return {**os.environ, "PYTHONPATH": str(repo)}
+
+
+def run_cli(args: list[str], repo: Path = REPO) -> float:
+    """Run `python -m pipeline ARGS` of checkout `repo` in a fresh process; return its wall time in seconds."""
     start = time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", *args],
-        cwd=REPO,
+        cwd=repo,
+        env=checkout_env(repo),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     if done.returncode != 0:
-        sys.exit(f"pipeline {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        sys.exit(f"pipeline {' '.join(args)} in {repo} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return time.perf_counter() - start
 
 
-def pipeline(work: Path, name: str, overrides: list[str]) -> dict:
-    """Run the pipeline in a fresh process into `work/name`; return its summary's stage figures and the
-    process's wall time."""
+def pipeline(work: Path, name: str, overrides: list[str], repo: Path = REPO) -> dict:
+    """Run checkout `repo`'s pipeline in a fresh process into `work/name`; return its summary's stage figures and
+    the process's wall time."""
     run_dir = work / name
-    wall = run_cli([*overrides, f"hydra.run.dir={run_dir}"])
+    wall = run_cli([*overrides, f"hydra.run.dir={run_dir}"], repo)
     return {**json.loads((run_dir / "summary.json").read_text())["stages"], "process_wall_s": wall}
 
 

@@ -11,37 +11,25 @@ Prints a Markdown table and writes first_run.json and first_run.md under --out.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, arguments, offline_reference, publish  # noqa: E402
+from common import REPO, arguments, offline_reference, pipeline, publish  # noqa: E402
 
 STAGES = ["split", "tokenize", "train", "explore", "evaluate", "errors", "merge", "export"]
 
 
 def first_run(repo: Path, work: Path, data_dir: str, run_name: str = "run") -> dict[str, float]:
     """Each stage's wall time and the process's, for one run of `repo`'s pipeline writing into `work`."""
-    run_dir = work / run_name
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", *offline_reference(data_dir, work, "first_run"), f"hydra.run.dir={run_dir}"],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo)},  # that checkout's pipeline, not the venv's editable install
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"the run in {repo} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    stages = json.loads((run_dir / "summary.json").read_text())["stages"]
-    return {**{name: round(stages[name]["wall_s"], 1) for name in STAGES}, "process": round(wall, 1)}
+    figures = pipeline(work, run_name, offline_reference(data_dir, work, "first_run"), repo)
+    return {
+        **{name: round(figures[name]["wall_s"], 1) for name in STAGES},
+        "process": round(figures["process_wall_s"], 1),
+    }
 
 
 def main() -> None:

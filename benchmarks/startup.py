@@ -3,7 +3,7 @@
 The first-stage time is from process launch to the `[1/8] split ...` line on the console, with all eight stages
 selected (so every pre-stage check runs); the process is stopped there. Each figure is the median of --repeats.
 
-    python benchmarks/startup.py [--data-dir ../shared/data/ag_news_csv] [--out benchmarks] [--repeats 3]
+    python benchmarks/startup.py [--before-repo DIR] [--data-dir DIR] [--out benchmarks] [--repeats 3]
 Prints a Markdown table and writes startup.json and startup.md under --out.
 """
 
@@ -18,23 +18,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO, arguments, offline_reference, publish  # noqa: E402
+from common import REPO, arguments, checkout_env, offline_reference, publish  # noqa: E402
 
 FIRST_STAGE_TIMEOUT_S = 300
 
 
-def wall(command: list[str]) -> float:
+def wall(command: list[str], repo: Path) -> float:
     start = time.perf_counter()
-    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    subprocess.run(command, cwd=repo, env=checkout_env(repo), check=True, capture_output=True)
     return time.perf_counter() - start
 
 
-def to_first_stage(overrides: list[str]) -> float:
+def to_first_stage(overrides: list[str], repo: Path) -> float:
     """Seconds from launch to the first `[1/N] <stage> ...` line; the run is stopped once it appears."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", *overrides],
-        cwd=REPO,
+        cwd=repo,
+        env=checkout_env(repo),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -51,29 +52,40 @@ def to_first_stage(overrides: list[str]) -> float:
         proc.wait()
 
 
-def main() -> None:
-    parser = arguments(__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
+def measure(repo: Path, data_dir: str, repeats: int) -> dict:
+    """Medians (and samples) of the three start-up figures for checkout `repo`."""
     work = Path(tempfile.mkdtemp(prefix="startup-bench-"))
     runs = [
-        [*offline_reference(args.data_dir, work, "startup_bench"), f"hydra.run.dir={work / f'run{i}'}"]
-        for i in range(args.repeats)
+        [*offline_reference(data_dir, work, "startup_bench"), f"hydra.run.dir={work / f'run{i}'}"]
+        for i in range(repeats)
     ]
     samples = {
-        "help_s": [wall([sys.executable, "-m", "pipeline", "--help"]) for _ in range(args.repeats)],
-        "import_runner_s": [wall([sys.executable, "-c", "import pipeline.runner"]) for _ in range(args.repeats)],
-        "launch_to_first_stage_s": [to_first_stage(run) for run in runs],
+        "help_s": [wall([sys.executable, "-m", "pipeline", "--help"], repo) for _ in range(repeats)],
+        "import_runner_s": [wall([sys.executable, "-c", "import pipeline.runner"], repo) for _ in range(repeats)],
+        "launch_to_first_stage_s": [to_first_stage(run, repo) for run in runs],
     }
     results = {name: round(statistics.median(values), 2) for name, values in samples.items()}
     results["samples"] = {name: [round(v, 2) for v in values] for name, values in samples.items()}
+    return results
+
+
+def main() -> None:
+    parser = arguments(__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--before-repo", help="another checkout to measure the same way, for a before/after table")
+    args = parser.parse_args()
+    repos = {**({"before": Path(args.before_repo).resolve()} if args.before_repo else {}), "after": REPO}
+    results = {label: measure(repo, args.data_dir, args.repeats) for label, repo in repos.items()}
+    rows = [
+        ("`python -m pipeline --help`", "help_s"),
+        ("`python -c 'import pipeline.runner'`", "import_runner_s"),
+        ("offline reference command, launch to `[1/8] split ...`", "launch_to_first_stage_s"),
+    ]
     table = "\n".join(
         [
-            f"| start-up (median of {args.repeats}, 2 CPU cores) | s |",
-            "|---|---|",
-            f"| `python -m pipeline --help` | {results['help_s']:.1f} |",
-            f"| `python -c 'import pipeline.runner'` | {results['import_runner_s']:.1f} |",
-            f"| offline reference command, launch to `[1/8] split ...` | {results['launch_to_first_stage_s']:.1f} |",
+            f"| start-up (median of {args.repeats}, 2 CPU cores), s | {' | '.join(results)} |",
+            "|---|" + "---|" * len(results),
+            *(f"| {label} | {' | '.join(f'{r[key]:.1f}' for r in results.values())} |" for label, key in rows),
         ]
     )
     publish(args.out, "startup", table, results)

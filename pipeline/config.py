@@ -154,9 +154,8 @@ class MergeConfig:
 @dataclass
 class ExportConfig:
     opset: int = positive(18)
-    atol: float = at_least(
-        0, 1e-4
-    )  # max |onnx - pytorch| logit difference tolerated: atol + rtol x the largest |logit|
+    # Max |onnx - pytorch| logit difference tolerated: atol + rtol x the largest |logit|.
+    atol: float = at_least(0, 1e-4)
     rtol: float = at_least(0, 1e-5)  # (a 30-layer LM's logits of ~30 differ by ~2e-4 in fp32 after ONNX's op fusions)
     n_parity_samples: int = positive(32)
     batch_size: int = positive(32)
