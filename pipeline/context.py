@@ -58,8 +58,12 @@ class RunLayout:
         return self.root / "explore"
 
     @property
-    def evaluate(self) -> Path:  # metrics.json, test_logits.npy (the task's outputs), the task's reports
+    def evaluate(self) -> Path:  # metrics.json, test_logits.npy (the task's outputs), test_rows.npz, reports
         return self.root / "evaluate"
+
+    @property
+    def test_rows(self) -> Path:  # Task.row_values of the trained model's test outputs, for comparison intervals
+        return self.evaluate / "test_rows.npz"
 
     @property
     def errors(self) -> Path:

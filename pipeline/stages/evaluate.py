@@ -49,6 +49,8 @@ def run(ctx: RunContext) -> EvaluateResult:
         trained = ctx.task.score(outputs, test, ctx)
     with atomic_dir(ctx.layout.evaluate) as out:
         np.save(out / "test_logits.npy", outputs)
+        if trained is not None:  # per-row values, so comparisons can put intervals on the trained model's metrics
+            np.savez(out / ctx.layout.test_rows.name, **ctx.task.row_values(outputs, test, ctx))
         write_json(out / "metrics.json", {"base": base, "trained": trained})
         reports = ctx.task.write_evaluation(base, trained, out)
     ctx.tracker.artifact(ctx.layout.evaluate / "metrics.json", "evaluate")

@@ -149,6 +149,18 @@ class Task(ABC):
         return predict_logits(model, rows, ctx.tokenizer, len(rows))
 
     @abstractmethod
+    def row_values(self, outputs: np.ndarray, dataset: Dataset, ctx: RunContext) -> dict[str, np.ndarray]:
+        """What `resampled_metrics` needs of each test row (classification: reference and predicted class ids);
+        evaluate saves it so comparisons can resample the test rows."""
+
+    @abstractmethod
+    def resampled_metrics(self, rows: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+        """Each comparison metric on resamples of the rows: `index` (resamples x rows) -> one value per resample.
+
+        `index = np.arange(n)[None]` gives the point estimate, equal to `score`'s.
+        """
+
+    @abstractmethod
     def write_evaluation(self, base: dict[str, Any], trained: dict[str, Any] | None, out: Path) -> list[str]:
         """Write the evaluation's readable reports into `out`; return the file names to log."""
 

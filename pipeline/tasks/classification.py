@@ -263,6 +263,24 @@ class Classification(Task):
     def score(self, outputs: np.ndarray, dataset: Dataset, ctx: RunContext) -> dict[str, Any]:
         return metrics_of(outputs.argmax(-1), dataset["labels"], labels_of(ctx))
 
+    def row_values(self, outputs: np.ndarray, dataset: Dataset, ctx: RunContext) -> dict[str, np.ndarray]:
+        return {
+            "reference": np.asarray(dataset["labels"], dtype=np.int64),
+            "predicted": outputs.argmax(-1).astype(np.int64),
+            "n_classes": np.asarray(len(labels_of(ctx))),
+        }
+
+    def resampled_metrics(self, rows: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+        """Accuracy and macro-F1 over every class (absent ones count 0, as `score`'s sklearn call does)."""
+        reference, predicted = rows["reference"][index], rows["predicted"][index]
+        f1 = np.zeros(len(index))
+        for c in range(int(rows["n_classes"])):
+            true_c, pred_c = reference == c, predicted == c
+            both = 2.0 * (true_c & pred_c).sum(1)
+            seen = true_c.sum(1) + pred_c.sum(1)
+            f1 += np.divide(both, seen, out=np.zeros(len(index)), where=seen > 0)
+        return {"accuracy": (reference == predicted).mean(1), "f1_macro": f1 / int(rows["n_classes"])}
+
     def trainer_metrics(self, ctx: RunContext) -> Any:
         from pipeline.metrics import scalar_metrics
 

@@ -324,6 +324,24 @@ class GenerativeTask(Task):
         metrics["perplexity"] = math.exp(float(outputs["nll"].sum()) / tokens) if tokens else float("nan")
         return metrics
 
+    def row_values(self, outputs: np.ndarray, dataset: Dataset, ctx: RunContext) -> dict[str, np.ndarray]:
+        from pipeline.metrics import generation_metrics
+
+        per_row = generation_metrics(outputs["generated"].tolist(), dataset[TARGET])["per_row"]
+        return {
+            **{name: np.asarray(per_row[name]) for name in GENERATION_METRICS},
+            "nll": outputs["nll"],
+            "n_tokens": outputs["n_tokens"],
+        }
+
+    def resampled_metrics(self, rows: dict[str, np.ndarray], index: np.ndarray) -> dict[str, np.ndarray]:
+        """Means of the per-row scores; perplexity over the resample's tokens, as `score` computes it."""
+        out = {name: rows[name][index].mean(1) for name in GENERATION_METRICS}
+        tokens = rows["n_tokens"][index].sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["perplexity"] = np.where(tokens > 0, np.exp(rows["nll"][index].sum(1) / tokens), np.nan)
+        return out
+
     def trainer_metrics(self, ctx: RunContext) -> None:
         return None  # the Trainer computes the loss; generation metrics come from `validation_scorer`
 
