@@ -24,7 +24,7 @@ from pipeline.models import resolve_model_path
 from pipeline.ranges import check_ranges
 from pipeline.results import StageResult
 from pipeline.rundir import check_resumable, holding
-from pipeline.tasks import get_task
+from pipeline.tasks import Task, get_task
 from pipeline.tracking import Tracker, tracked_run
 
 log = logging.getLogger("pipeline")
@@ -85,6 +85,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
                 manifest.update(entries)
                 write_json(manifest_path, manifest)
                 tracker.artifact(manifest_path)
+        tracker.metrics("", headline_metrics(summary["stages"], task))
         summary["task"] = task.name
         summary["method"] = cfg.method.name
         summary["mlflow_run_id"] = tracker.run_id
@@ -93,6 +94,22 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         tracker.artifact(summary_path)
     log_summary(summary, task.comparison_metrics[:2], run_dir, tracker)
     return results
+
+
+# (stage, metric in its summary entry, plain name); MLflow lists unprefixed names before the per-stage groups
+HEADLINE_METRICS = [
+    ("train", "best_val_metric", "best_val_metric"),
+    ("train", "params_trainable_pct", "trainable_pct"),
+    ("train", "samples_per_s", "samples_per_s"),
+    ("train", "peak_memory_mb", "peak_memory_mb"),
+    ("train", "saved_mb", "saved_mb"),  # what the method saves: the adapter, or the whole model for full/bitfit
+]
+
+
+def headline_metrics(stages: dict[str, dict[str, float]], task: Task) -> dict[str, float]:
+    """The few figures a comparison reads, under plain names: the task's test metrics, validation, cost."""
+    spec = [("evaluate", f"test_{m}", f"test_{m}") for m in task.comparison_metrics[:2]] + HEADLINE_METRICS
+    return {name: stages[stage][metric] for stage, metric, name in spec if metric in stages.get(stage, {})}
 
 
 @contextmanager

@@ -92,6 +92,10 @@ def wait_for_server(uri: str, wait_s: float) -> None:
         time.sleep(0.5)
 
 
+# MLflow 3's UI opens an experiment on its GenAI trace overview unless this tag says it holds training runs.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
     """A client on the configured store and the id of `tracking.experiment`, created with its artifact location."""
     uri, artifact_root = store_locations(cfg)
@@ -99,10 +103,34 @@ def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
     name = cfg.tracking.experiment
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        if "mlflow.experimentKind" not in experiment.tags:  # made before the tag, or by hand: a user's choice stays
+            client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return client, experiment.experiment_id
     return client, client.create_experiment(
-        name, artifact_location=f"{artifact_root}/{name}" if artifact_root else None
+        name, artifact_location=f"{artifact_root}/{name}" if artifact_root else None, tags=EXPERIMENT_KIND
     )
+
+
+# Short names of swept keys in run names (the key's last part otherwise): `lora r=8 lr=0.001`.
+KNOB_NAMES = {"learning_rate": "lr", "target_modules": "targets", "num_virtual_tokens": "tokens"}
+
+
+def default_run_name(cfg: Any) -> str:
+    """The method and the values of the knobs the sweep varies (`lora r=8 lr=0.001 (trial 4)`); a single run: the
+    method. Knobs are the keys of hydra.sweeper.params, the space of either sweeper."""
+    from hydra.core.hydra_config import HydraConfig
+
+    parts = [str(cfg.method.name)]
+    if HydraConfig.initialized():
+        for key in HydraConfig.get().sweeper.get("params") or {}:
+            value = OmegaConf.select(cfg, key, default=None)
+            if key == "method" or value is None:
+                continue
+            shown = f"{value:.2g}" if isinstance(value, float) else str(value)
+            parts.append(f"{KNOB_NAMES.get(key.rsplit('.', 1)[-1], key.rsplit('.', 1)[-1])}={shown}")
+    if cfg.trial.number is not None:
+        parts.append(f"(trial {cfg.trial.number})")
+    return " ".join(parts)
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -245,7 +273,7 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
     end_orphaned_runs(client, experiment_id)
     mlflow.set_tracking_uri(client.tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id)
-    run_name = cfg.tracking.run_name or f"{cfg.method.name}-{run_dir.name}"
+    run_name = cfg.tracking.run_name or default_run_name(cfg)
     run = mlflow.start_run(run_name=run_name, parent_run_id=cfg.trial.parent_run_id)
     previous = {sig: signal.signal(sig, _SigtermGate.handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     status = RunStatus.to_string(RunStatus.FAILED)
@@ -286,7 +314,7 @@ def log_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None
             "task": cfg.task.name,
             "method": cfg.method.name,
             "model": cfg.model.name_or_path if not cfg.model.from_package else cfg.model.from_package,
-            "run_dir": str(run_dir),
+            "run_dir": str(run_dir.resolve()),
             **process_tags(os.getpid()),
         }
     )

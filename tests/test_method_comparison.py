@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from pipeline.compare import compare
 from pipeline.compare import main as compare_cli
@@ -115,3 +116,21 @@ def test_compare_experiment_sweeps_methods_and_a_bad_combination_does_not_stop_i
     table = pd.read_csv(tmp_path / "sweep" / "comparison" / "comparison.csv")
     assert table.set_index("method")["status"].to_dict() == {"tfidf_lr": "ok", "prefix": "failed"}
     assert "methods that work on it: " in table.set_index("method").loc["prefix", "note"]
+    assert table.loc[0, "test_accuracy_low"] <= table.loc[0, "test_accuracy"] <= table.loc[0, "test_accuracy_high"]
+
+    # MLflow, as the UI shows it: one parent per sweep carrying the table, the method runs under it
+    client = MlflowClient(f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("agnews_compare")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # runs view, not GenAI overview
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"tfidf_lr", "prefix", f"comparison {tmp_path.name}/sweep"}
+    parent = runs.pop(f"comparison {tmp_path.name}/sweep")
+    assert parent.info.status == "FINISHED" and "| tfidf_lr | ok |" in parent.data.tags["mlflow.note.content"]
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs.values()} == {parent.info.run_id}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "comparison")} >= {
+        "comparison/comparison.md",
+        "comparison/accuracy_vs_params.png",
+    }
+    headline = runs["tfidf_lr"].data.metrics
+    assert headline["test_accuracy"] == headline["evaluate/test_accuracy"] == table.loc[0, "test_accuracy"]
+    assert {"test_f1_macro", "trainable_pct", "samples_per_s", "saved_mb"} <= set(headline)
