@@ -9,11 +9,13 @@ from pathlib import Path
 
 import mlflow
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import consumed
+from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import consumed, suggest
+from pipeline.compare import main as compare_cli
 from pipeline.sweep import RETRY_OF_ATTR, WORKER_ATTR, open_storage
 from tests.conftest import cli_env, tiny_overrides
 from tests.test_cli import REPO
@@ -40,11 +42,35 @@ hydra:
 """
 
 
+# The tuned comparison's shape: a study per method with the same budget, each best scored once on test.
+TUNED = """# @package _global_
+defaults:
+  - override /hydra/sweeper: pipeline_optuna
+stages: [split, tokenize, train]
+hydra:
+  sweep:
+    subdir: trial_${trial.number}_${method.name}
+  sweeper:
+    study_name: tuned
+    n_trials: 2
+    budget_per: method
+    test_best: true
+    sampler: {type: random, seed: 4}
+    pruner: {type: none}
+    params:
+      method: {type: categorical, choices: [lora, adapter]}
+      train.learning_rate:
+        {type: float, low: 3.0e-3, high: 3.0e-2, log: true, by: {method: {adapter: {low: 1.0e-3, high: 2.0e-3}}}}
+      method.r: {type: categorical, choices: [2, 4], when: {method: [lora]}}
+"""
+
+
 @pytest.fixture(scope="module")
 def search_path(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("searchconf")
     (root / "hparams_search").mkdir()
     (root / "hparams_search" / "tiny.yaml").write_text(SEARCH)
+    (root / "hparams_search" / "tuned.yaml").write_text(TUNED)
     return root
 
 
@@ -123,6 +149,13 @@ def test_parallel_study_samples_a_conditional_space_prunes_and_nests_mlflow_runs
         child = children[t.number]
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["optuna.trial_state"] == t.state.name
+        knob = (
+            f"r={t.params['method.r']}"
+            if "method.r" in t.params
+            else f"bottleneck_size={t.params.get('method.bottleneck_size')}"
+        )
+        lr = t.params["train.learning_rate"]
+        assert child.info.run_name == f"{t.params['method']} lr={lr:.2g} {knob} (trial {t.number})"  # what varies
         assert child.info.status == ("KILLED" if t.state == TrialState.PRUNED else "FINISHED")
     best = max(t.value for t in trials if t.state == TrialState.COMPLETE)
     assert parent.data.metrics["best_value"] == pytest.approx(best)
@@ -189,3 +222,51 @@ def test_a_retry_queued_for_a_killed_last_trial_still_runs():
     assert retry.number == 3 and retry.suggest_float("x", 0, 1) == 0.7
     study.tell(retry, 0.7)
     assert consumed(study) == 3
+
+
+def test_each_method_gets_its_own_study_and_budget_and_only_its_best_trial_sees_test(
+    search_path, tiny_models, synthetic_csv, tmp_path
+):
+    command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path)[4:]
+    run_sweep_command([c.replace("+hparams_search=tiny", "+hparams_search=tuned") for c in command])
+    studies = {}
+    for method in ("lora", "adapter"):
+        storage = open_storage(str(tmp_path / "optuna" / f"tuned-{method}.journal"), tmp_path / "unused")
+        studies[method] = optuna.load_study(study_name=f"tuned-{method}", storage=storage)
+        trials = studies[method].get_trials()
+        assert len(trials) == 2 and {t.params["method"] for t in trials} == {method}
+        assert all(t.state == TrialState.COMPLETE for t in trials)
+    adapter_rates = [t.params["train.learning_rate"] for t in studies["adapter"].get_trials()]
+    assert all(1e-3 <= lr <= 2e-3 for lr in adapter_rates)  # the method's own range (`by`)
+
+    sweep = tmp_path / "sweep"
+    table = pd.read_csv(sweep / "comparison" / "comparison.csv").set_index("method")
+    assert sorted(table.index) == ["adapter", "lora"] and (table["status"] == "ok").all()
+    for method, study in studies.items():
+        best_dir = f"trial_{study.best_trial.number}_{method}"
+        assert table.loc[method, "run_dir"] == best_dir
+        assert table.loc[method, "best_val_metric"] == pytest.approx(study.best_value)
+        assert table.loc[method, "test_accuracy_low"] <= table.loc[method, "test_accuracy"]
+    tested = sorted(d.parent.name for d in sweep.glob("*/evaluate"))
+    assert tested == sorted(table["run_dir"])  # no other trial was scored on test
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tests")
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.data.tags.get("kind") == "comparison")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.info.run_id for r in children) == sorted(table["mlflow_run_id"])
+    assert len([r for r in runs if r.data.tags.get("kind") == "study"]) == 2
+
+    assert compare_cli([str(sweep)]) == 0  # a rebuild compares the same runs (comparison/runs.txt)
+    assert pd.read_csv(sweep / "comparison" / "comparison.csv").set_index("method").equals(table)
+
+
+def test_a_param_takes_its_range_from_the_value_of_another():
+    space = {
+        "method": {"type": "categorical", "choices": ["full"]},
+        "lr": {"type": "float", "low": 0.1, "high": 0.2, "by": {"method": {"full": {"low": 1e-5, "high": 2e-5}}}},
+    }
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        assert 1e-5 <= suggest(study.ask(), space)["lr"] <= 2e-5

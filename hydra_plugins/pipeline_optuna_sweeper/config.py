@@ -25,8 +25,15 @@ class OptunaSweeperConf:
     objectives: list[Objective] = field(default_factory=lambda: [Objective()])
     sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe", "seed": 42})
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median", "n_startup_trials": 2})
-    # name -> {type: categorical|int|float, choices | low/high[/step][/log], when: {other_param: [values]}}
+    # name -> {type: categorical|int|float, choices | low/high[/step][/log], when: {other_param: [values]},
+    #          by: {other_param: {value: {low: .., high: ..}}}  (the spec's fields for that value of other_param)}
     params: dict[str, Any] = field(default_factory=dict)
+    # A categorical param (e.g. `method`): each of its choices gets a study of its own, `<study_name>-<choice>`,
+    # of n_trials trials, so every choice has the same budget rather than what the sampler gives it.
+    budget_per: str | None = None
+    # After the trials: score each study's best trial (by the objective) once on the test split, and write the
+    # comparison table of those runs (under the sweep's comparison/, and as their MLflow parent run).
+    test_best: bool = False
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="pipeline_optuna", node=OptunaSweeperConf, provider="pipeline")

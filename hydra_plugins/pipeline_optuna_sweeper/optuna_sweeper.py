@@ -48,6 +48,8 @@ def suggest(trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
         when = spec.pop("when", None) or {}
         if any(chosen.get(key) not in list(allowed) for key, allowed in when.items()):
             continue
+        for key, cases in (spec.pop("by", None) or {}).items():  # e.g. full fine-tuning's own learning-rate range
+            spec.update(cases.get(chosen.get(key), {}))
         kind = spec.pop("type")
         if kind == "categorical":
             chosen[name] = trial.suggest_categorical(name, list(spec["choices"]))
@@ -65,6 +67,11 @@ def override_value(value: Any) -> str:
     if value is None:
         return "null"
     return str(value)
+
+
+def trial_overrides(params: dict[str, Any]) -> list[str]:
+    """Sampled values as Hydra overrides."""
+    return [f"{k}={override_value(v)}" for k, v in params.items()]
 
 
 def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
@@ -110,11 +117,34 @@ class OptunaSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        studies = [self.run_study(name, params, arguments, sweep_dir) for name, params in self.studies()]
+        if self.conf.test_best:
+            self.test_best(studies, arguments, sweep_dir)
+        return studies[0] if len(studies) == 1 else studies
+
+    def studies(self) -> list[tuple[str, dict[str, Any]]]:
+        """(study name, space) of each study: one, or one per choice of `budget_per` with that choice fixed."""
+        key = self.conf.budget_per
+        if key is None:
+            return [(self.conf.study_name, self.params)]
+        spec = self.params.get(key)
+        if spec is None or spec.get("type") != "categorical" or spec.get("when"):
+            raise PipelineError(
+                f"hydra.sweeper.budget_per: {key!r} must name an unconditional categorical param of "
+                f"hydra.sweeper.params (have: {sorted(self.params)})"
+            )
+        return [
+            (f"{self.conf.study_name}-{choice}", {**self.params, key: {**spec, "choices": [choice]}})
+            for choice in spec["choices"]
+        ]
+
+    def run_study(self, name: str, params: dict[str, Any], arguments: list[str], sweep_dir: Path) -> optuna.Study:
+        """Ask the shared study `name` for trials until n_trials count against it, then summarise it."""
         storage_path = self.conf.storage or str(
-            default_storage_path(Path(self.config.paths.output_dir).resolve(), self.conf.study_name)
+            default_storage_path(Path(self.config.paths.output_dir).resolve(), name)
         )
         study = optuna.create_study(
-            study_name=self.conf.study_name,
+            study_name=name,
             storage=open_storage(storage_path, Path(storage_path)),
             sampler=make_sampler(self.conf.sampler),
             pruner=make_pruner(self.conf.pruner),
@@ -124,29 +154,52 @@ class OptunaSweeper(Sweeper):
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.conf.pruner))
         self.requeue_stale(study)
         parent = self.parent_run(study)
-        fixed = [*arguments, f"trial.study={self.conf.study_name}", f"trial.storage={storage_path}"]
-        fixed.append(f"trial.parent_run_id={parent}")
+        fixed = [*arguments, f"trial.study={name}", f"trial.storage={storage_path}", f"trial.parent_run_id={parent}"]
         while (remaining := self.conf.n_trials - consumed(study)) > 0:
             failures = self.failures(study)
             if failures > self.conf.max_failures:
                 raise PipelineError(
-                    f"hydra.sweeper.max_failures: {failures} trials failed (> {self.conf.max_failures}); "
-                    f"see their run directories under {sweep_dir}"
+                    f"hydra.sweeper.max_failures: {failures} trials of study {name} failed "
+                    f"(> {self.conf.max_failures}); see their run directories under {sweep_dir}"
                 )
             trials = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
             batch = []
             for trial in trials:
                 trial.set_user_attr(WORKER_ATTR, worker_id())
-                chosen = suggest(trial, self.params)
-                batch.append(
-                    [*fixed, *(f"{k}={override_value(v)}" for k, v in chosen.items()), f"trial.number={trial.number}"]
-                )
+                batch.append([*fixed, *trial_overrides(suggest(trial, params)), f"trial.number={trial.number}"])
             returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             for trial, ret in zip(trials, returns, strict=True):
                 self.tell(study, trial, ret)
                 log.info("%s", self.trial_line(study, trial.number))
         self.summarise(study, parent, sweep_dir)
         return study
+
+    def test_best(self, studies: list[optuna.Study], arguments: list[str], sweep_dir: Path) -> None:
+        """Score each study's best trial once on the test split (in its own run directory, beside the model it
+        trained), then compare those runs. Test rows are read here only, after every trial has been chosen."""
+        if len(self.directions) > 1:
+            raise PipelineError("hydra.sweeper.test_best: needs one objective (a Pareto front has no single best)")
+        from pipeline.compare import compare
+
+        best = []
+        for study in studies:
+            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if not complete:
+                log.error("study %s: no trial completed, so it has no best trial to test", study.study_name)
+                continue
+            best.append(study.best_trial)
+        if not best:
+            raise PipelineError(f"hydra.sweeper.test_best: no study completed a trial; see {sweep_dir}")
+        batch = [
+            [*arguments, *trial_overrides(t.params), f"trial.number={t.number}", "stages=[evaluate]"] for t in best
+        ]
+        run_dirs = []
+        for trial, ret in zip(best, self.launcher.launch(batch, initial_job_idx=0), strict=True):
+            run_dirs.append(Path(ret.hydra_cfg.hydra.runtime.output_dir))  # the trial's own directory
+            if ret.status == JobStatus.FAILED or "error" in (ret.return_value or {}):
+                log.error("testing trial %d (%s) failed; see %s", trial.number, trial.params, run_dirs[-1])
+        out = compare(sweep_dir, self.config, run_dirs=run_dirs)
+        log.info("best trial of each study scored on test: %s", out / "comparison.md")
 
     def failures(self, study: optuna.Study) -> int:
         trials = study.get_trials(deepcopy=False)
