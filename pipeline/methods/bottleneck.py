@@ -26,6 +26,7 @@ SITES: dict[str, dict[str, str]] = {
     "distilbert": {"attention": r".*\.attention\.out_lin", "ffn": r".*\.ffn\.lin2"},
     "llama": {"attention": r".*\.self_attn\.o_proj", "ffn": r".*\.mlp\.down_proj"},
     "t5": {"attention": r".*\.SelfAttention\.o", "ffn": r".*\.DenseReluDense\.wo"},
+    "mpnet": {"attention": r".*\.attention\.attn\.o", "ffn": r".*\.layer\.\d+\.output\.dense"},
 }
 for _alias in ("roberta", "xlm-roberta", "electra", "camembert"):  # BERT's module layout
     SITES[_alias] = SITES["bert"]

@@ -10,6 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from peft import PeftModel
 
+from pipeline.__main__ import CONF_DIR
 from pipeline.errors import PipelineError
 from pipeline.methods import Method, applicable_methods, get_method, registered_methods
 from pipeline.models import count_parameters
@@ -26,6 +27,7 @@ SETS = {
     "distilbert": {"attention_qv": ["q_lin", "v_lin"], "ia3": ["k_lin", "v_lin", "lin2"], "ia3_feedforward": ["lin2"]},
 }
 SETS["bert64"] = SETS["bert"]
+SETS["mpnet"] = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / "mpnet.yaml").target_module_sets)
 NEURAL = [m.name for m in registered_methods() if isinstance(m, Method)]
 
 # Tiny BERT: hidden h=32, 2 layers, intermediate 37, 3 labels; LoRA-family targets are query and value (4 modules).
@@ -129,6 +131,30 @@ def test_adapter_placements_and_bottleneck_formula_on_distilbert(tiny_models, tm
     method.save(model, tmp_path / "saved")
     assert json.loads((tmp_path / "saved" / "adapter_config.json").read_text())["peft_type"] == "BOTTLENECK"
     assert isinstance(method.load(load_classifier(mcfg, LABELS, seed=0), tmp_path / "saved"), PeftModel)
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "wrapped"),
+    [
+        ("lora", {"target_modules": "attention_all"}, ["attn.q", "attn.k", "attn.v", "attn.o"]),
+        ("ia3", {}, ["attn.k", "attn.v", "output.dense"]),
+        ("adapter", {}, ["attn.o", "output.dense"]),  # Houlsby: after attention and after the feed-forward
+    ],
+)
+def test_mpnet_target_sets_and_adapter_sites_reach_every_layer(tiny_models, tmp_path, name, overrides, wrapped):
+    """model=mpnet's YAML names MPNet's modules: each set wraps them in both layers, and the method trains."""
+    method, mcfg, cfg, model = build(tiny_models, "mpnet", name, **overrides)
+    adapted = {n.removesuffix(".base_layer") for n, m in model.named_modules() if hasattr(m, "base_layer")}
+    for layer in range(LAYERS):
+        for suffix in wrapped:
+            assert any(
+                n.endswith(f"layer.{layer}.attention.{suffix}") or n.endswith(f"layer.{layer}.{suffix}")
+                for n in adapted
+            ), (suffix, sorted(adapted))
+    losses = train_steps(model)
+    assert losses[-1] < losses[0], losses
+    before, after = round_trip(method, mcfg, cfg, model, tmp_path)
+    assert torch.equal(before, after)
 
 
 def test_qlora_quantizes_the_encoder_keeps_the_head_and_reloads(tiny_models, tmp_path):
