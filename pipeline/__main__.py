@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -28,6 +30,8 @@ def main(cfg: DictConfig) -> dict[str, Any] | None:
     """Returns the run's metrics (`<stage>/<metric>`) to a sweeper, or `{"error": ...}` for a bad combination."""
     global _task_started
     _task_started = True
+    if isinstance(sys.stderr, _HeldStderr):
+        sys.stderr.release()
     from pipeline.runner import run_pipeline  # torch, transformers and peft load only once a run starts
 
     hydra_cfg = HydraConfig.get()
@@ -60,17 +64,55 @@ def _to_log_files(message: str) -> None:
             handler.handle(record)
 
 
+class _HeldStderr(io.TextIOBase):
+    """stderr held back until the run starts: Hydra reports a config it cannot compose in several lines (and a
+    hint about HYDRA_FULL_ERROR), which become our one `error:` line; anything else passes through on release."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.held = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        return (self.held if sys.stderr is self else self.stream).write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def release(self) -> None:
+        if sys.stderr is self:
+            sys.stderr = self.stream
+            self.stream.write(self.held.getvalue())
+
+
+def compose_error(report: str) -> str:
+    """Hydra's report of a config it could not compose, as one line naming the key or group."""
+    missing = re.search(r"Could not find '([^']+)'", report)
+    if missing:  # an unknown option of a group: `method=nope`, `+experiment=nope`
+        group, _, name = missing.group(1).rpartition("/")
+        listed = report.split("Available options in", 1)[1:]
+        options = [o.strip() for o in listed[0].split("Config search path:")[0].splitlines()[1:] if o.strip()]
+        return f"{group or name}: no option {name!r}" + (f"; expected one of {', '.join(options)}" if options else "")
+    lines = [line.strip().rstrip(".") for line in report.splitlines() if line.strip()]
+    lines = [line for line in lines if not re.match(r"(full_key|\w+_type=)", line) and "HYDRA_FULL_ERROR" not in line]
+    found = re.search(r"full_key: (\S+)", report) or re.search(r"override '([^']+)'", report)
+    return f"{found.group(1)}: " * bool(found) + "; ".join(lines)
+
+
 if __name__ == "__main__":
     if {"--help", "-h"} & set(sys.argv[1:]):
         from pipeline.help import print_help
 
         print_help(CONF_DIR, [a for a in sys.argv[1:] if not a.startswith("-")])  # overrides only, not flags
         sys.exit(0)
+    sys.stderr = _HELD = _HeldStderr(sys.stderr)
     try:
         main()
     except SystemExit as exc:
         # Hydra reports a config it cannot compose (a typo in an override, an unknown option) and exits 1, like a
-        # crash; before the run started that is the user's mistake, which exits 2 here.
+        # crash; before the run started that is the user's mistake: one line, exit 2.
         if exc.code == 1 and not _task_started:
+            sys.stderr = _HELD.stream
+            print(f"error: {compose_error(_HELD.held.getvalue())}", file=sys.stderr)
             sys.exit(2)
         raise
+    finally:
+        _HELD.release()
