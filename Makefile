@@ -40,6 +40,7 @@ demo: setup
 
 ui: setup
 	mkdir -p $(OUTPUT)
+	$(PY) -m pipeline.ui sqlite:///$(abspath $(OUTPUT))/mlflow.db http://127.0.0.1:$(PORT)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(OUTPUT))/mlflow.db \
 	  --default-artifact-root $(abspath $(OUTPUT))/mlartifacts --host 127.0.0.1 --port $(PORT)
 

@@ -13,6 +13,7 @@ from pipeline.compare import compare
 from pipeline.compare import main as compare_cli
 from pipeline.methods import get_method, registered_methods
 from pipeline.runner import run_pipeline
+from pipeline.ui import links
 from tests.conftest import tiny_overrides
 from tests.test_cli import run_cli
 
@@ -134,3 +135,9 @@ def test_compare_experiment_sweeps_methods_and_a_bad_combination_does_not_stop_i
     headline = runs["tfidf_lr"].data.metrics
     assert headline["test_accuracy"] == headline["evaluate/test_accuracy"] == table.loc[0, "test_accuracy"]
     assert {"test_f1_macro", "trainable_pct", "samples_per_s", "saved_mb"} <= set(headline)
+    # what `make ui` prints first: the latest experiment's runs, best first, and its charts
+    shown = links(client.tracking_uri, "http://127.0.0.1:5000")
+    runs_view = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs"
+    assert shown[1] == "  latest experiment, agnews_compare:"
+    assert shown[2] == f"    runs by test_accuracy: {runs_view}?orderByKey=metrics.%60test_accuracy%60&orderByAsc=false"
+    assert shown[3].endswith("&compareRunsMode=CHART")
