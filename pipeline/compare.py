@@ -43,6 +43,7 @@ COLUMNS = [
     ("merge_max_diff", "merge", "max_abs_logit_diff"),
 ]
 COMPARISON_DIR = "comparison"
+RUN_FILES = (".hydra", "summary.json", "error.txt")  # a run directory holds one of these (Hydra writes .hydra first)
 RUNS_FILE = "runs.txt"  # in comparison/ when it compares chosen runs of the sweep (a study's best), one per line
 
 
@@ -71,7 +72,7 @@ def runs_of(sweep_dir: Path, run_dirs: list[Path] | None = None) -> tuple[list[P
         return [sweep_dir / line for line in listed.read_text().splitlines() if line], True
     if not sweep_dir.is_dir():
         raise PipelineError(f"sweep_dir: {sweep_dir} is not a directory")
-    every = (p for p in sweep_dir.iterdir() if p.is_dir() and p.name != COMPARISON_DIR)
+    every = (p for p in sweep_dir.iterdir() if p.is_dir() and any((p / f).exists() for f in RUN_FILES))
     return sorted(every, key=_job_num), False
 
 
@@ -109,6 +110,7 @@ def collect(sweep_dir: Path, task: Task | None = None, run_dirs: list[Path] | No
     columns = ["method", "status", *(c for c, _, _ in columns_spec), *bounds, "p_vs_best"]
     columns += ["note", "seed", "setting", "run_dir", "mlflow_run_id"]
     frame = pd.DataFrame(rows).reindex(columns=columns)  # every column, even when every run failed
+    frame["setting"] = _varying(frame["setting"])
     headline = test_columns[0][0]
     frame = frame.sort_values(headline, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     return add_intervals(frame, sweep_dir, task)
@@ -123,14 +125,25 @@ def _rel(run_dir: Path, sweep_dir: Path) -> str:
     )
 
 
+# Overrides that do not change what a run trains: left out of its setting, so seeds of one setting group together
+NOT_SETTING = ("seed=", "hydra.", "trial.", "stages=", "paths.", "tracking.")
+
+
 def _seed_and_setting(run_dir: Path) -> tuple[int | None, str]:
-    """The run's seed, and its overrides without the seed: runs of one setting under several seeds share it."""
+    """The run's seed, and its overrides but the seed: runs of one setting under several seeds share them."""
     hydra_dir = run_dir / ".hydra"
     if not (hydra_dir / "config.yaml").exists():
         return None, ""
     overrides = OmegaConf.load(hydra_dir / "overrides.yaml") if (hydra_dir / "overrides.yaml").exists() else []
-    setting = " ".join(str(o) for o in overrides if not str(o).startswith(("seed=", "hydra.")))
+    setting = " ".join(str(o) for o in overrides if not str(o).startswith(NOT_SETTING))
     return int(OmegaConf.load(hydra_dir / "config.yaml").seed), setting
+
+
+def _varying(settings: pd.Series) -> pd.Series:
+    """Each setting without the overrides every run shares (the sweep's command line): what tells runs apart."""
+    tokens = [str(s).split() if isinstance(s, str) else [] for s in settings]
+    common = set.intersection(*(set(t) for t in tokens if t)) if any(tokens) else set()
+    return pd.Series([" ".join(t for t in ts if t not in common) for ts in tokens], index=settings.index)
 
 
 def add_intervals(

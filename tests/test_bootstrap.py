@@ -91,6 +91,8 @@ def test_comparison_reports_intervals_paired_tests_and_a_reading_that_follows_th
     _fake_run(sweep / "2_bitfit", "bitfit", 42, 0.70)  # clearly worse
     _fake_run(sweep / "3_full", "full", 42, 0.99, test_rows="other-rows")  # scored on other rows: not paired
     (sweep / "4_prefix").mkdir()
+    (sweep / "4_prefix" / "error.txt").write_text("method.name: prefix cannot run on ...\n")
+    (sweep / "studies").mkdir()  # not a run: holds none of a run's files
     frame = collect(sweep)
     assert frame["method"].tolist() == ["full", "lora", "adapter", "bitfit", "prefix"]
     ok = frame[frame["status"] == "ok"]

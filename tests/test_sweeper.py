@@ -247,6 +247,8 @@ def test_each_method_gets_its_own_study_and_budget_and_only_its_best_trial_sees_
         assert table.loc[method, "run_dir"] == best_dir
         assert table.loc[method, "best_val_metric"] == pytest.approx(study.best_value)
         assert table.loc[method, "test_accuracy_low"] <= table.loc[method, "test_accuracy"]
+    assert {"trials.csv", "best.json"} <= {p.name for p in (sweep / "studies" / "tuned-lora").iterdir()}
+    assert table.loc["lora", "setting"].startswith("method=lora train.learning_rate=")  # only what varies
     tested = sorted(d.parent.name for d in sweep.glob("*/evaluate"))
     assert tested == sorted(table["run_dir"])  # no other trial was scored on test
 

@@ -306,8 +306,10 @@ class OptunaSweeper(Sweeper):
             (out / "best.json").write_text(json.dumps(best, indent=2, default=str))
             plot_study(study, self.directions, out)
             client.log_artifacts(parent, str(out), "study")
-            for path in out.iterdir():  # a copy beside the trial directories
-                write_bytes(sweep_dir / path.name, path.read_bytes())
+            # a copy beside the trial directories; one folder per study when each method has its own
+            copies = sweep_dir / "studies" / study.study_name if self.conf.budget_per else sweep_dir
+            for path in out.iterdir():
+                write_bytes(copies / path.name, path.read_bytes())
         for state, count in states.items():
             client.log_metric(parent, f"trials_{state.lower()}", float(count))
         if best and len(self.directions) == 1:

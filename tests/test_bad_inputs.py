@@ -1,0 +1,103 @@
+"""Thirty-odd user mistakes on the CLI, each as a user makes it: exit 2, one `error: <field>: ...` line on stderr, no
+traceback, the MLflow run FAILED if one had started, and nothing half-written in the run directory.
+
+About 10 s a case (a CLI start each), so behind the slow marker: `make test-slow`. The default suite keeps a few
+of them (tests/test_cli.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import synthetic_frame, tiny_overrides
+from tests.test_cli import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _files(root: Path) -> dict[str, Path]:
+    """Bad input files, written once: a directory, binary noise, a cut parquet, Latin-1 text, one class."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "a_dir").mkdir(exist_ok=True)
+    (root / "latin1.csv").write_bytes("text,label\ncaf\xe9 au lait,a\n".encode("latin-1") * 40)
+    frame = synthetic_frame(rows_per_class=20)
+    frame.to_parquet(root / "full.parquet")
+    data = (root / "full.parquet").read_bytes()
+    (root / "cut.parquet").write_bytes(data[: len(data) // 2])
+    frame.assign(label="alpha").to_csv(root / "one_class.csv", index=False)
+    frame.assign(text=range(len(frame))).to_csv(root / "numeric_text.csv", index=False)
+    (root / "a_file").write_text("not a directory\n")
+    return {p.name: p for p in root.iterdir()}
+
+
+# (overrides, the field the one error line must start with); {name} is a file from _files
+CASES = [
+    (["data.path={missing}"], "data.path"),
+    (["data.path={a_dir}"], "data.path"),
+    (["data.path=/dev/null"], "data.path"),
+    (["data.path={cut.parquet}"], "data.path"),
+    (["data.path={latin1.csv}"], "data.path"),
+    (["data.path={one_class.csv}"], "data"),
+    (["data.path={numeric_text.csv}"], "data.text_column"),
+    (["data.text_column=nope"], "data.text_column"),
+    (["data.label_column=nope"], "data.label_column"),
+    (["data.max_samples=3"], "data.max_samples"),
+    (["data.validation_fraction=1.5"], "data.validation_fraction"),
+    (["data.test_fraction=-0.1"], "data.test_fraction"),
+    (["model.max_length=0"], "model.max_length"),
+    (["model.max_length=100000"], "model.max_length"),
+    (["model.name_or_path={a_dir}"], "model.name_or_path"),
+    (["train.max_steps=0"], "train.max_steps"),
+    (["train.max_steps=-5"], "train.max_steps"),
+    (["train.batch_size=0"], "train.batch_size"),
+    (["train.learning_rate=-1"], "train.learning_rate"),
+    (["train.gradient_accumulation_steps=0"], "train.gradient_accumulation_steps"),
+    (["train.epochs=0"], "train.epochs"),
+    (["train.weight_decay=-1"], "train.weight_decay"),
+    (["train.warmup_steps=-1"], "train.warmup_steps"),
+    (["train.optim=adamw_nope"], "train.optim"),
+    (["method.r=0"], "method.r"),
+    (["method.r=-4"], "method.r"),
+    (["method.alpha=0"], "method.alpha"),
+    (["method.target_modules=[query,nope]"], "method.target_modules"),
+    (["method=adapter", "method.placement=nope"], "method.placement"),
+    (["method=ia3", "method.feedforward_modules=[query]"], "method.feedforward_modules"),
+    (["paths.output_dir={a_file}/out"], "paths.output_dir"),
+    (["seed=-1"], "seed"),
+    (["train.max_stps=5"], "train.max_stps"),
+    (["method=nope"], "method"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory) -> dict[str, Path]:
+    return _files(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.mark.parametrize(("overrides", "field"), CASES, ids=[" ".join(o) for o, _ in CASES])
+def test_a_user_mistake_exits_2_with_one_line_naming_its_field(
+    tmp_path, tiny_models, synthetic_csv, bad_files, overrides, field
+):
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    paths = {f"{{{name}}}": str(path) for name, path in bad_files.items()} | {"{missing}": str(tmp_path / "no.csv")}
+    mistake = []
+    for override in overrides:
+        for key, value in paths.items():
+            override = override.replace(key, value)
+        mistake.append(override)
+    result = run_cli(*tiny_overrides(tiny_models["bert"], synthetic_csv, out), *mistake, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert errors[0].startswith(f"error: {field}") or f"'{field}" in errors[0] or f" {field}" in errors[0], errors[0]
+    if (out / "mlflow.db").exists():  # a run started: it ended FAILED, with the message
+        client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+        experiment = client.get_experiment_by_name("tests")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        assert all(r.info.status == "FAILED" for r in runs), [r.info.status for r in runs]
+    if run_dir.exists():  # only complete files: Hydra's config and log, the manifest (atomic)
+        assert {p.name for p in run_dir.iterdir()} <= {".hydra", "__main__.log", "manifest.json"}
