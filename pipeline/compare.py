@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -189,13 +190,19 @@ def _method_of(run_dir: Path) -> str:
     return run_dir.name.split("_", 1)[-1]
 
 
-def to_markdown(frame: pd.DataFrame) -> str:
-    """The table as GitHub Markdown: test metrics with their intervals, parameter counts with thousands separators.
+# The columns of the short table an MLflow run's description shows (the full one is its comparison.md artifact)
+SHORT = ("method", "status", "test_*", "p_vs_best", "trainable_pct", "saved_mb", "note", "seed")
 
-    Seed and setting columns appear only when they vary between runs.
+
+def to_markdown(frame: pd.DataFrame, short: bool = False) -> str:
+    """The table as GitHub Markdown: test metrics with their intervals, parameter counts with thousands separators;
+    `short`: only the SHORT columns. Seed and setting columns appear only when they vary between runs.
     """
-    shown = frame.drop(columns=[c for c in frame if c in ("mlflow_run_id", "run_dir") or c.endswith(("_low", "_high"))])
-    shown = shown.drop(columns=[c for c in ("seed", "setting") if frame[c].nunique(dropna=True) < 2])
+    hidden = [c for c in frame if c in ("mlflow_run_id", "run_dir") or c.endswith(("_low", "_high"))]
+    if short:
+        hidden += [c for c in frame if not any(fnmatch(c, pattern) for pattern in SHORT)]
+    shown = frame.drop(columns=list(dict.fromkeys(hidden)))
+    shown = shown.drop(columns=[c for c in ("seed", "setting") if c in shown and frame[c].nunique(dropna=True) < 2])
     formatters = {
         "trainable_method": "{:,.0f}",
         "trainable_head": "{:,.0f}",
@@ -326,8 +333,11 @@ def compare(sweep_dir: Path, tracking_cfg: Any | None = None, run_dirs: list[Pat
     headline = task.headline_metric
     seeds = across_seeds(frame, task)
     markdown = to_markdown(frame) + "\n" + reading(frame, task) + "\n"
+    # the MLflow description: the reading first, then the short table (a wide one does not fit the run page)
+    description = reading(frame, task) + "\n\n" + to_markdown(frame, short=True)
     if not seeds.empty:
         markdown += "\nAcross seeds (mean ± sample sd):\n\n" + seeds_markdown(seeds, task)
+        description += "\nAcross seeds (mean ± sample sd):\n\n" + seeds_markdown(seeds, task)
     out_dir = sweep_dir / COMPARISON_DIR
     with atomic_dir(out_dir) as out:
         frame.to_csv(out / "comparison.csv", index=False)
@@ -339,7 +349,7 @@ def compare(sweep_dir: Path, tracking_cfg: Any | None = None, run_dirs: list[Pat
         plot(frame, out / f"{headline}_vs_params.png", headline)
     if tracking_cfg is not None:
         run_ids = set(frame["mlflow_run_id"].dropna()) if chosen else None
-        log_comparison(sweep_dir, out_dir, markdown, tracking_cfg, run_ids)
+        log_comparison(sweep_dir, out_dir, description, tracking_cfg, run_ids)
     return out_dir
 
 
