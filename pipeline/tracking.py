@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -69,14 +71,17 @@ def open_sqlite_store(uri: str, db: Path) -> None:
         raise PipelineError(f"tracking.uri: cannot open the sqlite store {db} ({exc.strerror or exc})") from exc
 
 
-def wait_for_server(uri: str, wait_s: float) -> None:
-    """Return once the MLflow server at `uri` answers its /health check; fail after `wait_s` seconds.
+def wait_for_server(uri: str, wait_s: float, process: subprocess.Popen | None = None) -> None:
+    """Return once the MLflow server at `uri` answers its /health check; fail after `wait_s` seconds, or as soon
+    as `process` (the server, when we started it) has exited.
 
     MLflow's own client retries a dead server with backoff for minutes, with one traceback per retry.
     """
     url = f"{uri.rstrip('/')}/health"
     deadline = time.monotonic() + wait_s
     while True:
+        if process is not None and process.poll() is not None:
+            raise PipelineError(f"tracking.uri: the MLflow server for {uri} exited with code {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=max(1.0, min(5.0, deadline - time.monotonic()))) as reply:
                 if reply.status == 200:
@@ -131,6 +136,11 @@ def default_run_name(cfg: Any) -> str:
     if cfg.trial.number is not None:
         parts.append(f"(trial {cfg.trial.number})")
     return " ".join(parts)
+
+
+def redact(text: str) -> str:
+    """`scheme://user:password@host` -> `scheme://user:***@host`: a storage URL's password stays out of MLflow."""
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
 
 
 def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -305,9 +315,9 @@ def tracked_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterato
 def log_run_config(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
     """The composed config (as params and as YAML), the overrides, and the tags that find the run."""
     container = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    mlflow.log_params({k: str(v)[:6000] for k, v in flatten(container).items()})
-    mlflow.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
-    mlflow.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+    mlflow.log_params({k: redact(str(v))[:6000] for k, v in flatten(container).items()})
+    mlflow.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config/config.yaml")
+    mlflow.log_text(redact("\n".join(overrides) + "\n"), "config/overrides.txt")
     mlflow.set_tags(
         {
             "experiment": cfg.tracking.experiment,

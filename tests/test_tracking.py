@@ -124,3 +124,10 @@ def test_an_output_directory_that_cannot_be_written_names_paths_output_dir(tmp_p
     blocker.write_text("")
     with pytest.raises(PipelineError, match=r"^paths\.output_dir: cannot create .*a-file/out \("):
         tracking.store_locations(tracking_cfg(blocker / "out"))
+
+
+def test_a_storage_urls_password_is_redacted_and_other_urls_are_left_alone():
+    line = "trial.storage=postgresql+psycopg2://pipeline:s3cr3t-pw@127.0.0.1:5432/optuna"
+    assert tracking.redact(line) == "trial.storage=postgresql+psycopg2://pipeline:***@127.0.0.1:5432/optuna"
+    for untouched in ("sqlite:////abs/mlflow.db", "http://127.0.0.1:5000", "postgresql+psycopg2://u@h:5432/db"):
+        assert tracking.redact(untouched) == untouched

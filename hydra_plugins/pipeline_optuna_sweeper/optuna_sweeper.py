@@ -276,7 +276,7 @@ class OptunaSweeper(Sweeper):
 
     def parent_run(self, study: optuna.Study) -> str:
         """The study's MLflow run (created once, reused on resume and by other workers)."""
-        from pipeline.tracking import open_experiment  # MLflow loads when a sweep starts, not on every --help
+        from pipeline.tracking import open_experiment, redact  # MLflow loads when a sweep starts, not on --help
 
         client, experiment_id = open_experiment(self.config)
         found = client.search_runs(
@@ -288,7 +288,7 @@ class OptunaSweeper(Sweeper):
         run = client.create_run(
             experiment_id, run_name=f"study-{study.study_name}", tags={STUDY_TAG: study.study_name, "kind": "study"}
         )
-        client.log_text(run.info.run_id, OmegaConf.to_yaml(self.conf), "sweeper.yaml")
+        client.log_text(run.info.run_id, redact(OmegaConf.to_yaml(self.conf)), "sweeper.yaml")
         return run.info.run_id
 
     def summarise(self, study: optuna.Study, parent: str, sweep_dir: Path) -> None:
