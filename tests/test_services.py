@@ -10,16 +10,19 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
 import pytest
 from mlflow import MlflowClient
+from optuna.trial import TrialState
 
 from pipeline import services
-from pipeline.sweep import open_storage
+from pipeline.sweep import RETRY_OF_ATTR, WORKER_ATTR, open_storage
 from tests.conftest import cli_env
 from tests.test_cli import REPO
+from tests.test_sweeper import SEARCH, sweep_command
 
 pytestmark = pytest.mark.services
 
@@ -63,6 +66,96 @@ def test_a_study_and_a_tracked_run_use_the_services_and_the_password_stays_out_o
     assert Path(fetched).read_text() == "through the server\n"
     assert list((root / "mlartifacts").rglob("note.txt"))
     assert password not in (root / "logs" / "mlflow.log").read_text()
+
+
+def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_rerun(
+    running, tiny_models, synthetic_csv, tmp_path, monkeypatch
+):
+    """Three sweep processes on one study in PostgreSQL, tracked on the MLflow server; one is SIGKILLed in the
+    middle of a trial. A rerun of the same command fails that trial, runs its parameters again and ends the
+    study with exactly n_trials finished trials; MLflow's runs match Optuna's trials one to one."""
+    root, _ = running
+    if not (root / "state.json").exists():
+        pytest.skip("the services were stopped by an earlier test of this module")
+    storage, tracking = (o.split("=", 1)[1] for o in (root / "overrides.txt").read_text().split())
+    search = tmp_path / "conf" / "hparams_search"
+    search.mkdir(parents=True)
+    (search / "tiny.yaml").write_text(
+        SEARCH.replace("study_name: tiny", "study_name: shared").replace("n_trials: 5", "n_trials: 6")
+    )
+    command = sweep_command(
+        tmp_path / "conf",
+        tiny_models,
+        synthetic_csv,
+        tmp_path,
+        f"hydra.sweeper.storage={storage}",
+        f"tracking.uri={tracking}",
+    )
+    monkeypatch.setenv("PGPASSFILE", str(root / "pgpass"))  # for this process's own look at the study
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    workers = [
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    victim = workers[0]
+    client = MlflowClient(tracking)
+    deadline = time.monotonic() + 300
+    killed = None
+    while killed is None and time.monotonic() < deadline:
+        try:
+            trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+        except KeyError:  # not created yet
+            trials = []
+        mine = [
+            t.number
+            for t in trials
+            if t.state == TrialState.RUNNING and t.user_attrs.get(WORKER_ATTR, "").endswith(f":{victim.pid}")
+        ]
+        experiment = client.get_experiment_by_name("tests")
+        if mine and experiment:  # the trial's MLflow run has started: it is in the middle of its work
+            tracked = client.search_runs([experiment.experiment_id], f"tags.`optuna.trial_number` = '{mine[0]}'")
+            if tracked and tracked[0].data.tags.get("optuna.study") == "shared":
+                time.sleep(2)
+                victim.kill()
+                killed = mine[0]
+        time.sleep(0.5)
+    assert killed is not None, "the first worker never started a trial"
+    for worker in workers[1:]:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    victim.wait(timeout=30)
+    rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"trial {killed} was left RUNNING by a dead worker: failed and queued again" in rerun.stdout + rerun.stderr
+
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    dead = trials[numbers.index(killed)]
+    assert dead.state == TrialState.FAIL
+    retries = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == killed]
+    assert len(retries) == 1 and retries[0].params == dead.params and retries[0].state.is_finished()
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6 and all(t.state != TrialState.RUNNING for t in trials)
+
+    experiment = client.get_experiment_by_name("tests")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parent = next(r for r in runs if r.data.tags.get("kind") == "study" and r.data.tags.get("optuna.study") == "shared")
+    children = {
+        int(r.data.tags["optuna.trial_number"]): r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    assert sorted(children) == sorted(numbers)
+    expected = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED", TrialState.FAIL: "KILLED"}
+    for t in trials:
+        assert children[t.number].info.status == expected[t.state], (t.number, t.state, children[t.number].info.status)
+    assert "ended_by" in children[killed].data.tags  # marked KILLED when next seen, saying how
+    some = next(r for n, r in children.items() if trials[numbers.index(n)].state == TrialState.COMPLETE)
+    artifacts = [a.path for a in client.list_artifacts(some.info.run_id)]
+    assert artifacts, "a child run's artifacts are listed through the server"
+    manifest = client.download_artifacts(some.info.run_id, "manifest.json", str(tmp_path))
+    assert json.loads(Path(manifest).read_text())["git"]
 
 
 def test_services_bind_to_localhost_only_and_stop(running):
