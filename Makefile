@@ -34,7 +34,7 @@ services-stop:
 	$(PY) -m pipeline.services stop --root $(OUTPUT)/services
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
