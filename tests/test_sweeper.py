@@ -165,6 +165,7 @@ def test_parallel_study_samples_a_conditional_space_prunes_and_nests_mlflow_runs
     assert (tmp_path / "sweep" / "trials.csv").exists()
 
 
+@pytest.mark.slow  # ~52 s; a SIGKILLed worker's trial re-run end to end is in `make test-services`
 def test_resume_requeues_a_dead_workers_trial_and_a_failing_trial_does_not_stop_the_sweep(
     search_path, tiny_models, synthetic_csv, tmp_path
 ):
@@ -189,6 +190,7 @@ def test_resume_requeues_a_dead_workers_trial_and_a_failing_trial_does_not_stop_
     assert any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials[3:])  # the sweep went on
 
 
+@pytest.mark.slow  # ~50 s; three workers on PostgreSQL run in `make test-services` (tests/test_services.py)
 def test_two_workers_share_one_study_without_duplicate_trials(search_path, tiny_models, synthetic_csv, tmp_path):
     env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, "hydra.sweeper.n_trials=4")
