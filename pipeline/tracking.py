@@ -111,9 +111,15 @@ def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
         if "mlflow.experimentKind" not in experiment.tags:  # made before the tag, or by hand: a user's choice stays
             client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return client, experiment.experiment_id
-    return client, client.create_experiment(
-        name, artifact_location=f"{artifact_root}/{name}" if artifact_root else None, tags=EXPERIMENT_KIND
-    )
+    try:
+        return client, client.create_experiment(
+            name, artifact_location=f"{artifact_root}/{name}" if artifact_root else None, tags=EXPERIMENT_KIND
+        )
+    except mlflow.exceptions.MlflowException:  # another worker created it in between (found on a shared server)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return client, experiment.experiment_id
 
 
 # Short names of swept keys in run names (the key's last part otherwise): `lora r=8 lr=0.001`.
@@ -231,7 +237,14 @@ class Tracker:
         """Record a split as an MLflow dataset input (name, digest, schema, source, target column) of this run."""
         dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets=targets)
         with _SigtermGate.closed():
-            mlflow.log_input(dataset, context=context)
+            try:
+                mlflow.log_input(dataset, context=context)
+            except mlflow.exceptions.MlflowException as exc:
+                # Workers of one sweep log the same split at once; the store keeps one row per (name, digest),
+                # so the loser's insert violates it. The row exists now: linking this run to it succeeds.
+                if not any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry")):
+                    raise
+                mlflow.log_input(dataset, context=context)
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         with _SigtermGate.closed():

@@ -136,7 +136,8 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_reru
     retries = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == killed]
     assert len(retries) == 1 and retries[0].params == dead.params and retries[0].state.is_finished()
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    assert len(finished) == 6 and all(t.state != TrialState.RUNNING for t in trials)
+    states = [(t.number, t.state.name, t.user_attrs.get("error", "")[:300]) for t in trials]
+    assert len(finished) == 6 and all(t.state != TrialState.RUNNING for t in trials), states
 
     experiment = client.get_experiment_by_name("tests")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)

@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.entities import RunTag
+from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 import pipeline
@@ -131,3 +133,33 @@ def test_a_storage_urls_password_is_redacted_and_other_urls_are_left_alone():
     assert tracking.redact(line) == "trial.storage=postgresql+psycopg2://pipeline:***@127.0.0.1:5432/optuna"
     for untouched in ("sqlite:////abs/mlflow.db", "http://127.0.0.1:5000", "postgresql+psycopg2://u@h:5432/db"):
         assert tracking.redact(untouched) == untouched
+
+
+def test_a_dataset_or_experiment_another_worker_just_created_is_reused(tmp_path, monkeypatch):
+    """Sweep workers sharing a server race to create the experiment and to log the same split (seen on
+    PostgreSQL: the loser's insert raised UniqueViolation and failed its trial)."""
+    real_create = MlflowClient.create_experiment
+
+    def lost_race(self, name, **kwargs):  # the other worker's create lands first
+        real_create(self, name, **kwargs)
+        raise mlflow.exceptions.MlflowException(f"Experiment(name={name}) already exists.")
+
+    monkeypatch.setattr(MlflowClient, "create_experiment", lost_race)
+    client, experiment_id = tracking.open_experiment(tracking_cfg(tmp_path / "out", experiment="raced"))
+    assert client.get_experiment_by_name("raced").experiment_id == experiment_id
+
+    calls = []
+    real_log_input = mlflow.log_input
+
+    def duplicate_once(dataset, context=None):
+        calls.append(context)
+        if len(calls) == 1:
+            raise mlflow.exceptions.MlflowException("(psycopg2.errors.UniqueViolation) duplicate key value")
+        return real_log_input(dataset, context=context)
+
+    monkeypatch.setattr(mlflow, "log_input", duplicate_once)
+    mlflow.set_tracking_uri(client.tracking_uri)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        tracker = tracking.Tracker(run.info.run_id, experiment_id, client.tracking_uri)
+        tracker.dataset(pd.DataFrame({"text": ["a"], "label": [0]}), "train", "x.csv", "train", "label")
+    assert calls == ["train", "train"] and client.get_run(run.info.run_id).inputs.dataset_inputs
