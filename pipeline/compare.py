@@ -332,12 +332,11 @@ def compare(sweep_dir: Path, tracking_cfg: Any | None = None, run_dirs: list[Pat
     frame = collect(sweep_dir, task, run_dirs)
     headline = task.headline_metric
     seeds = across_seeds(frame, task)
-    markdown = to_markdown(frame) + "\n" + reading(frame, task) + "\n"
+    text = reading(frame, task)
+    by_seed = "" if seeds.empty else "\nAcross seeds (mean ± sample sd):\n\n" + seeds_markdown(seeds, task)
+    markdown = to_markdown(frame) + "\n" + text + "\n" + by_seed
     # the MLflow description: the reading first, then the short table (a wide one does not fit the run page)
-    description = reading(frame, task) + "\n\n" + to_markdown(frame, short=True)
-    if not seeds.empty:
-        markdown += "\nAcross seeds (mean ± sample sd):\n\n" + seeds_markdown(seeds, task)
-        description += "\nAcross seeds (mean ± sample sd):\n\n" + seeds_markdown(seeds, task)
+    description = text + "\n\n" + to_markdown(frame, short=True) + by_seed
     out_dir = sweep_dir / COMPARISON_DIR
     with atomic_dir(out_dir) as out:
         frame.to_csv(out / "comparison.csv", index=False)

@@ -96,7 +96,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     return results
 
 
-# (stage, metric in its summary entry, plain name); MLflow lists unprefixed names before the per-stage groups
+# (stage, metric in its summary entry, plain name): the few a comparison reads, beside the ~60 `<stage>/*` ones
 HEADLINE_METRICS = [
     ("train", "best_val_metric", "best_val_metric"),
     ("train", "params_trainable_pct", "trainable_pct"),

@@ -97,7 +97,8 @@ def wait_for_server(uri: str, wait_s: float, process: subprocess.Popen | None = 
         time.sleep(0.5)
 
 
-# MLflow 3's UI opens an experiment on its GenAI trace overview unless this tag says it holds training runs.
+# Says an experiment holds training runs. MLflow 3.17's UI still opens it on the GenAI overview while the browser's
+# toggle is on GenAI (seen in Chromium), so `make ui` also prints direct links (pipeline/ui.py).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 

@@ -126,18 +126,22 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_reru
     victim.wait(timeout=30)
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"trial {killed} was left RUNNING by a dead worker: failed and queued again" in rerun.stdout + rerun.stderr
-
+    console = rerun.stdout + rerun.stderr
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     dead = trials[numbers.index(killed)]
     assert dead.state == TrialState.FAIL
     retries = [t for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == killed]
-    assert len(retries) == 1 and retries[0].params == dead.params and retries[0].state.is_finished()
+    if f"trial {killed} was left RUNNING by a dead worker: failed and queued again" in console:
+        assert len(retries) == 1 and retries[0].params == dead.params and retries[0].state.is_finished()
+    else:  # the two live workers overshot n_trials (by at most workers-1), so the budget needed no retry
+        assert f"trial {killed} was left RUNNING by a dead worker: failed; n_trials already ran" in console
+        assert not retries
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     states = [(t.number, t.state.name, t.user_attrs.get("error", "")[:300]) for t in trials]
-    assert len(finished) == 6 and all(t.state != TrialState.RUNNING for t in trials), states
+    # n_trials=6; workers check the budget before asking, so the live ones may overshoot by workers-1 (README)
+    assert 6 <= len(finished) <= 8 and all(t.state.is_finished() for t in trials), states
 
     experiment = client.get_experiment_by_name("tests")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from pipeline.atomic import write_bytes
 from pipeline.console import figure
 from pipeline.errors import PipelineError
 from pipeline.sweep import (
+    PARENT_ATTR,
     PRUNER_ATTR,
     RETRY_OF_ATTR,
     WORKER_ATTR,
@@ -38,6 +40,7 @@ from pipeline.sweep import (
 
 log = logging.getLogger(__name__)
 STUDY_TAG = "optuna.study"
+PARENT_WAIT_S = 60.0  # how long a worker waits for the study's creator to record the study's MLflow run
 
 
 def suggest(trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
@@ -143,17 +146,20 @@ class OptunaSweeper(Sweeper):
         storage_path = self.conf.storage or str(
             default_storage_path(Path(self.config.paths.output_dir).resolve(), name)
         )
-        study = optuna.create_study(
-            study_name=name,
-            storage=open_storage(storage_path, Path(storage_path)),
-            sampler=make_sampler(self.conf.sampler),
-            pruner=make_pruner(self.conf.pruner),
-            directions=self.directions,
-            load_if_exists=True,
-        )
+        storage = open_storage(storage_path, Path(storage_path))
+        sampler, pruner = make_sampler(self.conf.sampler), make_pruner(self.conf.pruner)
+        try:  # the storage lets one worker create a study: that one makes its MLflow run (parent_run)
+            study, created = (
+                optuna.create_study(
+                    study_name=name, storage=storage, sampler=sampler, pruner=pruner, directions=self.directions
+                ),
+                True,
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            study, created = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.conf.pruner))
         self.requeue_stale(study)
-        parent = self.parent_run(study)
+        parent = self.parent_run(study, created)
         fixed = [*arguments, f"trial.study={name}", f"trial.storage={storage_path}", f"trial.parent_run_id={parent}"]
         while (remaining := self.conf.n_trials - consumed(study)) > 0:
             failures = self.failures(study)
@@ -221,6 +227,9 @@ class OptunaSweeper(Sweeper):
                 continue
             if trial.state == TrialState.RUNNING:
                 study.tell(trial.number, state=TrialState.FAIL)
+            if consumed(study) > self.conf.n_trials:  # workers overshot the budget: it is spent without this one
+                log.warning("trial %d was left RUNNING by a dead worker: failed; n_trials already ran", trial.number)
+                continue
             log.warning("trial %d was left RUNNING by a dead worker: failed and queued again", trial.number)
             study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
 
@@ -274,22 +283,34 @@ class OptunaSweeper(Sweeper):
         params = " ".join(f"{k}={figure(v)}" for k, v in trial.params.items())
         return f"trial {number} [{done}/{self.conf.n_trials}] {trial.state.name} {outcome} ({best}): {params}"
 
-    def parent_run(self, study: optuna.Study) -> str:
-        """The study's MLflow run (created once, reused on resume and by other workers)."""
+    def parent_run(self, study: optuna.Study, created: bool) -> str:
+        """The study's MLflow run: made once, by the worker that created the study, and kept in the study's
+        PARENT_ATTR, so workers starting together do not each make one (searching MLflow first raced: three
+        workers made three parents and split the trials between them)."""
         from pipeline.tracking import open_experiment, redact  # MLflow loads when a sweep starts, not on --help
 
         client, experiment_id = open_experiment(self.config)
+        parent = study.user_attrs.get(PARENT_ATTR)
+        deadline = time.monotonic() + PARENT_WAIT_S
+        while parent is None and not created and time.monotonic() < deadline:  # its creator is making it
+            time.sleep(0.5)
+            parent = study.user_attrs.get(PARENT_ATTR)
+        if parent is not None:
+            client.update_run(parent, status="RUNNING")
+            return parent
+        # the creator died before making it, or the study predates PARENT_ATTR (its run is found by tag)
         found = client.search_runs(
             [experiment_id], filter_string=f"tags.`{STUDY_TAG}` = '{study.study_name}' and tags.kind = 'study'"
         )
         if found:
-            client.update_run(found[0].info.run_id, status="RUNNING")
-            return found[0].info.run_id
-        run = client.create_run(
-            experiment_id, run_name=f"study-{study.study_name}", tags={STUDY_TAG: study.study_name, "kind": "study"}
-        )
-        client.log_text(run.info.run_id, redact(OmegaConf.to_yaml(self.conf)), "sweeper.yaml")
-        return run.info.run_id
+            parent = found[0].info.run_id
+            client.update_run(parent, status="RUNNING")
+        else:
+            tags = {STUDY_TAG: study.study_name, "kind": "study"}
+            parent = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
+            client.log_text(parent, redact(OmegaConf.to_yaml(self.conf)), "sweeper.yaml")
+        study.set_user_attr(PARENT_ATTR, parent)
+        return parent
 
     def summarise(self, study: optuna.Study, parent: str, sweep_dir: Path) -> None:
         """Best parameters and values, the trials table and Optuna's plots, on the parent run and on disk."""
