@@ -39,11 +39,13 @@ def _stratified(
 
 
 def _carve(
-    frame: pd.DataFrame, n_rows: int, seed: int, what: str, stratify_by: str | None
+    frame: pd.DataFrame, n_rows: int, seed: int, what: str, stratify_by: str | None, capped: bool = False
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rest, carved) with `n_rows` rows carved off, stratified by `stratify_by` when given."""
+    """(rest, carved) with `n_rows` rows carved off, stratified by `stratify_by` when given. A split too small
+    for rows that data.max_samples `capped` is that field's doing, so the error names it rather than the fraction."""
     strata = frame[stratify_by] if stratify_by else None
-    return _stratified(frame, strata, n_rows, f"data.{what}_fraction", f"the {what} split", seed, test_size=n_rows)
+    field = "data.max_samples" if capped else f"data.{what}_fraction"
+    return _stratified(frame, strata, n_rows, field, f"the {what} split", seed, test_size=n_rows)
 
 
 def _cap(pool: pd.DataFrame, max_samples: int | None, seed: int, stratify_by: str | None) -> pd.DataFrame:
@@ -67,20 +69,21 @@ def carve_splits(
         [frame.assign(origin=name, source_row=range(len(frame))) for name, frame in frames.items()],
         ignore_index=True,
     )
+    capped = data_cfg.max_samples is not None and len(pool) > data_cfg.max_samples
     pool = _cap(pool, data_cfg.max_samples, seed, stratify_by)
     splits = {name: pool[pool["origin"] == name] for name in frames}
     if "all" in splits:  # one pool: carve test, then validation, as fractions of the whole pool
         n_all = len(splits["all"])
         rest, splits["test"] = _carve(
-            splits.pop("all"), round(data_cfg.test_fraction * n_all), seed, "test", stratify_by
+            splits.pop("all"), round(data_cfg.test_fraction * n_all), seed, "test", stratify_by, capped
         )
         n_val = round(data_cfg.validation_fraction * n_all)
-        splits["train"], splits["validation"] = _carve(rest, n_val, seed, "validation", stratify_by)
+        splits["train"], splits["validation"] = _carve(rest, n_val, seed, "validation", stratify_by, capped)
     elif "validation" not in splits:
         n_val = round(data_cfg.validation_fraction * len(splits["train"]))
-        splits["train"], splits["validation"] = _carve(splits["train"], n_val, seed, "validation", stratify_by)
+        splits["train"], splits["validation"] = _carve(splits["train"], n_val, seed, "validation", stratify_by, capped)
     if "test" not in splits:
         splits["validation"], splits["test"] = _carve(
-            splits["validation"], len(splits["validation"]) // 2, seed, "test", stratify_by
+            splits["validation"], len(splits["validation"]) // 2, seed, "test", stratify_by, capped
         )
     return {name: splits[name].sort_values(["origin", "source_row"]).reset_index(drop=True) for name in SPLITS}

@@ -65,7 +65,7 @@ def test_max_samples_caps_rows_stratified():
             {"max_samples": 2},
             r"^data\.max_samples: the sample would have 2 of 30 rows, too few to hold each of the 3 classes",
         ),
-        (synthetic_frame(10), {"max_samples": 3}, r"^data\.test_fraction: the test split would have 0 of 3 rows"),
+        (synthetic_frame(10), {"max_samples": 3}, r"^data\.max_samples: the test split would have 0 of 3 rows"),
         (synthetic_frame(4), {}, r"^data\.test_fraction: the test split would have 1 of 12 rows, too few to hold"),
     ],
 )
