@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from pipeline.errors import PipelineError
 
 
 @contextmanager
@@ -26,10 +29,53 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
+    try:
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+    except BaseException:  # e.g. Ctrl-C between the two renames: put the previous output back, drop the new one
+        if old.exists() and not final.exists():
+            old.rename(final)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[^/]+$")
+
+
+def remove_leftovers(root: Path) -> list[str]:
+    """Clear what a process killed mid-write (SIGKILL, power loss) left under `root`: a displaced previous
+    output (`.NAME.old-*`) whose replacement never arrived goes back to NAME; other temp and displaced entries
+    are removed. The caller must hold `root` alone. Returns one line per entry, saying what was done."""
+    done: list[str] = []
+    for path in sorted(p for p in root.rglob(".*") if LEFTOVER.match(p.name)):
+        if not os.path.lexists(path):
+            continue  # inside a leftover already removed
+        found = LEFTOVER.match(path.name)
+        final = path.with_name(found["name"])
+        if found["kind"] == "old" and not os.path.lexists(final):
+            path.rename(final)
+            done.append(f"{path.relative_to(root)} restored as {final.name}")
+        else:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            done.append(f"{path.relative_to(root)} removed")
+    return done
+
+
+def writable_dir(path: Path, field: str) -> Path:
+    """`path` resolved and created, or a PipelineError naming `field` when it cannot be created or written."""
+    path = path.expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipelineError(f"{field}: cannot create {path} ({exc.strerror or exc})") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PipelineError(f"{field}: {path} is not writable; choose a directory you can write to")
+    return path
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from pipeline.atomic import read_json, write_json
+from pipeline.atomic import read_json, remove_leftovers, writable_dir, write_json
 from pipeline.cache import StageCache
 from pipeline.config import CacheMode, Stage, value
 from pipeline.console import before_after, quiet_libraries, stage_line, ui_link
@@ -52,6 +52,11 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     task = get_task(cfg.task.name)
     check_hub(cfg, overrides or [], task.offline_model)  # offline, a Hub model or dataset fails here in seconds
     method = get_method(cfg.method.name)
+    # Unusable directories fail here, not after a stage's work is done (the cache may sit inside the outputs).
+    writable_dir(Path(cfg.paths.output_dir), "paths.output_dir")
+    cache_mode = CacheMode(value(cfg.cache))
+    if cache_mode != CacheMode.off:
+        writable_dir(Path(cfg.paths.cache_dir), "paths.cache_dir")
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
     results: dict[str, StageResult] = {}
     summary_path = run_dir / "summary.json"
@@ -64,7 +69,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         tracker.tags({"git_commit": manifest["git"]["commit"], "git_dirty": manifest["git"]["dirty"]})
         tracker.artifact(manifest_path)
         resolve_model_path(cfg.model)  # a missing model package or directory fails before anything runs
-        cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), CacheMode(value(cfg.cache)))
+        cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), cache_mode)
         ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), task=task, method=method, tracker=tracker, cache=cache)
         for stage in selected:
             if stage in CHECKS:
@@ -116,6 +121,8 @@ def headline_metrics(stages: dict[str, dict[str, float]], task: Task) -> dict[st
 def run_session(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterator[Tracker]:
     """The run directory held by this run alone, checked before a resume, and the run tracked in MLflow."""
     with holding(run_dir):
+        for line in remove_leftovers(run_dir):  # a killed earlier run's half-written outputs, never trusted
+            log.warning("run directory: %s (left by an interrupted write)", line)
         if cfg.resume:
             check_resumable(cfg, run_dir)
         with tracked_run(cfg, run_dir, overrides) as tracker:

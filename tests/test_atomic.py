@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import atomic_dir, read_json, write_json
+from pipeline.atomic import atomic_dir, read_json, remove_leftovers, write_json
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
@@ -34,3 +35,42 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_an_interrupt_between_the_two_renames_puts_the_previous_output_back(tmp_path, monkeypatch):
+    target = tmp_path / "stage"
+    with atomic_dir(target) as out:
+        (out / "a.txt").write_text("v1")
+    real_rename = Path.rename
+
+    def interrupted_rename(self, dest):
+        if ".tmp-" in self.name:  # the previous output is already displaced to .stage.old-PID
+            raise KeyboardInterrupt
+        return real_rename(self, dest)
+
+    monkeypatch.setattr(Path, "rename", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target) as out:
+        (out / "a.txt").write_text("v2")
+    assert (target / "a.txt").read_text() == "v1"
+    assert [p.name for p in tmp_path.iterdir()] == ["stage"]
+
+
+def test_leftovers_of_a_killed_writer_are_restored_or_removed(tmp_path):
+    (tmp_path / "train" / ".model.tmp-abc").mkdir(parents=True)  # killed before its rename
+    (tmp_path / "train" / ".model.tmp-abc" / "weights").write_text("new")
+    (tmp_path / "split" / ".split.old-123").mkdir(parents=True)  # killed between the two renames
+    (tmp_path / "split" / ".split.old-123" / "rows").write_text("previous")
+    (tmp_path / "split" / ".split.tmp-def").mkdir()
+    (tmp_path / ".summary.json.tmp-x1").write_text("{")  # a file write cut short
+    (tmp_path / ".keep").write_text("not ours")
+    done = remove_leftovers(tmp_path)
+    assert sorted(done) == [
+        ".summary.json.tmp-x1 removed",
+        "split/.split.old-123 restored as split",
+        "split/.split.tmp-def removed",
+        "train/.model.tmp-abc removed",
+    ]
+    assert (tmp_path / "split" / "split" / "rows").read_text() == "previous"
+    left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    assert left == [".keep", "split", "split/split", "split/split/rows", "train"]
+    assert remove_leftovers(tmp_path) == []

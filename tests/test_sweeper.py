@@ -209,6 +209,30 @@ def test_two_workers_share_one_study_without_duplicate_trials(search_path, tiny_
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
 
+@pytest.mark.slow  # ~60 s
+def test_a_sweep_killed_in_its_last_trial_finishes_the_budget_on_a_rerun(
+    search_path, tiny_models, synthetic_csv, tmp_path
+):
+    command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, "hydra.sweeper.n_trials=3")
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    # tests/fault_driver.py SIGKILLs the worker at step 5 of its third trial (the last of n_trials=3)
+    driven = [sys.executable, "tests/fault_driver.py", "trial-2", "SIGKILL", *command[3:]]
+    killed = subprocess.run(driven, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert [t.state for t in load(tmp_path).get_trials()][2] == TrialState.RUNNING
+    rerun = run_sweep_command(command[4:])
+    assert "trial 2 was left RUNNING by a dead worker: failed and queued again" in rerun.stdout + rerun.stderr
+    trials = load(tmp_path).get_trials()
+    states = [t.state for t in trials]
+    assert states[2] == TrialState.FAIL and states.count(TrialState.FAIL) == 1, states
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 3, states  # the budget is spent
+    assert TrialState.WAITING not in states and TrialState.RUNNING not in states, states
+    assert [t.params for t in trials if t.user_attrs.get(RETRY_OF_ATTR) == 2] == [trials[2].params]
+    assert [t.number for t in trials] == list(range(len(trials)))
+    rerun_again = run_sweep_command(command[4:])  # nothing left to do: the study is unchanged
+    assert len(load(tmp_path).get_trials()) == len(trials), rerun_again.stdout[-2000:]
+
+
 DIST = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
 
