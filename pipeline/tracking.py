@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 import pipeline
+from pipeline.atomic import writable_dir
 from pipeline.errors import PipelineError
 
 SERVER_WAIT_S = 10.0  # how long a run waits for an http(s) tracking server to answer before it fails
@@ -38,13 +39,7 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
     """
     uri = cfg.tracking.uri or pipeline.LAUNCH_TRACKING_URI
     if uri is None:
-        out = Path(cfg.paths.output_dir).expanduser().resolve()
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PipelineError(f"paths.output_dir: cannot create {out} ({exc.strerror or exc})") from exc
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise PipelineError(f"paths.output_dir: {out} is not writable; choose a directory you can write to")
+        out = writable_dir(Path(cfg.paths.output_dir), "paths.output_dir")
         uri = f"sqlite:///{out / 'mlflow.db'}"
     uri = str(uri)
     root = cfg.tracking.artifact_root

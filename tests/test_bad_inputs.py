@@ -66,6 +66,7 @@ CASES = [
     (["method=adapter", "method.placement=nope"], "method.placement"),
     (["method=ia3", "method.feedforward_modules=[query]"], "method.feedforward_modules"),
     (["paths.output_dir={a_file}/out"], "paths.output_dir"),
+    (["paths.cache_dir={a_file}/cache"], "paths.cache_dir"),
     (["seed=-1"], "seed"),
     (["train.max_stps=5"], "train.max_stps"),
     (["method=nope"], "method"),
