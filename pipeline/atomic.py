@@ -28,42 +28,54 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    old: Path | None = None
     try:
-        if final.exists():
+        if final.exists():  # moved aside onto an empty directory of a unique name, removed once replaced
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
             final.rename(old)
         tmp.rename(final)
     except BaseException:  # e.g. Ctrl-C between the two renames: put the previous output back, drop the new one
-        if old.exists() and not final.exists():
+        if old is not None and not final.exists():
             old.rename(final)
-        shutil.rmtree(tmp, ignore_errors=True)
+        for path in (tmp, old):
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
-LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[^/]+$")
+LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-.+$")
 
 
-def remove_leftovers(root: Path) -> list[str]:
+def remove_leftovers(root: Path, skip: tuple[Path, ...] = ()) -> list[str]:
     """Clear what a process killed mid-write (SIGKILL, power loss) left under `root`: a displaced previous
     output (`.NAME.old-*`) whose replacement never arrived goes back to NAME; other temp and displaced entries
-    are removed. The caller must hold `root` alone. Returns one line per entry, saying what was done."""
+    are removed. The caller must hold `root` alone; directories in `skip` (a cache shared with other processes)
+    and nested run directories (holding a `.hydra/`) are not its to clear. Returns one line per entry."""
     done: list[str] = []
-    for path in sorted(p for p in root.rglob(".*") if LEFTOVER.match(p.name)):
-        if not os.path.lexists(path):
-            continue  # inside a leftover already removed
-        found = LEFTOVER.match(path.name)
-        final = path.with_name(found["name"])
-        if found["kind"] == "old" and not os.path.lexists(final):
-            path.rename(final)
-            done.append(f"{path.relative_to(root)} restored as {final.name}")
-        else:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
-            done.append(f"{path.relative_to(root)} removed")
+    skipped = {p.resolve() for p in skip}
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if (here / d).resolve() not in skipped and not (here / d / ".hydra").is_dir()]
+        for name in sorted(n for n in dirs + files if LEFTOVER.match(n)):
+            done.append(_clear(here / name, root))
+        dirs[:] = [d for d in dirs if not LEFTOVER.match(d)]
     return done
+
+
+def _clear(path: Path, root: Path) -> str:
+    """Restore or remove one leftover (see remove_leftovers); says which, relative to `root`."""
+    found = LEFTOVER.match(path.name)
+    final = path.with_name(found["name"])
+    if found["kind"] == "old" and not os.path.lexists(final):
+        path.rename(final)
+        return f"{path.relative_to(root)} restored as {final.name}"
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    return f"{path.relative_to(root)} removed"
 
 
 def writable_dir(path: Path, field: str) -> Path:

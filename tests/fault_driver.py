@@ -2,10 +2,10 @@
 
     python tests/fault_driver.py MOMENT SIGNAL [overrides...]
 
-MOMENT is `step` (mid-step, after the first checkpoint), `checkpoint` (the second checkpoint's weights written,
-its optimizer, RNG and trainer state not yet), `rename` (the train stage's finished model about to be renamed
-into place) or `trial-2` (step 5 of a sweep's third trial, before any pruning); SIGNAL is SIGTERM or SIGKILL. The moment
-is reached by wrapping the library call made there, so the pipeline code under test runs unchanged.
+MOMENT is `step` (as step 51 starts, after checkpoints 20 and 40), `checkpoint` (the second checkpoint's
+weights written, its optimizer, RNG and trainer state not yet), `rename` (the train stage's finished model about
+to be renamed into place) or `trial-2` (step 5 of a sweep's third trial, before any pruning); SIGNAL is SIGTERM
+or SIGKILL. The moment is reached by wrapping the library call made there, so the pipeline code runs unchanged.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def main() -> None:
             if self.state.global_step == 0 and not getattr(self, "_counted", False):
                 self._counted = True
                 trainings[0] += 1
-            if (moment, self.state.global_step) == ("step", 50) or (trainings[0], self.state.global_step) == (3, 5):
+            at = 50 if moment == "step" else 5 if trainings[0] == 3 else None
+            if self.state.global_step == at:
                 fire()
             return step(self, *args, **kwargs)
 

@@ -1,5 +1,6 @@
 """Thirty-odd user mistakes on the CLI, each as a user makes it: exit 2, one `error: <field>: ...` line on stderr, no
-traceback, the MLflow run FAILED if one had started, and nothing half-written in the run directory.
+traceback, the MLflow run FAILED if one had started, nothing half-written in the run directory, and an earlier
+finished run and the stage cache in the same output directory unchanged, byte for byte.
 
 About 10 s a case (a CLI start each), so behind the slow marker: `make test-slow`. The default suite keeps a few
 of them (tests/test_cli.py).
@@ -7,6 +8,7 @@ of them (tests/test_cli.py).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from tests.conftest import synthetic_frame, tiny_overrides
 from tests.test_cli import run_cli
 
 pytestmark = pytest.mark.slow
+STAGES = "stages=[split,tokenize,train]"
 
 
 def _files(root: Path) -> dict[str, Path]:
@@ -78,11 +81,30 @@ def bad_files(tmp_path_factory) -> dict[str, Path]:
     return _files(tmp_path_factory.mktemp("bad"))
 
 
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry under `root` by path: a file's SHA-256, or "dir" (so an empty temp dir left behind shows)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in root.rglob("*")
+    }
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory, tiny_models, synthetic_csv) -> Path:
+    """An output directory holding a finished run and its stage cache, which no mistake may touch."""
+    out = tmp_path_factory.mktemp("earlier")
+    done = run_cli(*tiny_overrides(tiny_models["bert"], synthetic_csv, out), STAGES, f"hydra.run.dir={out / 'done'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
 @pytest.mark.parametrize(("overrides", "field"), CASES, ids=[" ".join(o) for o, _ in CASES])
 def test_a_user_mistake_exits_2_with_one_line_naming_its_field(
-    tmp_path, tiny_models, synthetic_csv, bad_files, overrides, field
+    tmp_path, tiny_models, synthetic_csv, bad_files, earlier, overrides, field
 ):
-    out, run_dir = tmp_path / "out", tmp_path / "run"
+    out, run_dir = earlier, tmp_path / "run"
+    before = {part: snapshot(out / part) for part in ("done", "cache")}
+    assert before["done"] and before["cache"]
     paths = {f"{{{name}}}": str(path) for name, path in bad_files.items()} | {"{missing}": str(tmp_path / "no.csv")}
     mistake = []
     for override in overrides:
@@ -95,10 +117,12 @@ def test_a_user_mistake_exits_2_with_one_line_naming_its_field(
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, result.stderr[-2000:]
     assert errors[0].startswith(f"error: {field}"), errors[0]  # the offending field comes first
-    if (out / "mlflow.db").exists():  # a run started: it ended FAILED, with the message
-        client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-        experiment = client.get_experiment_by_name("tests")
-        runs = client.search_runs([experiment.experiment_id]) if experiment else []
-        assert all(r.info.status == "FAILED" for r in runs), [r.info.status for r in runs]
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tests")
+    runs = client.search_runs([experiment.experiment_id], f"tags.run_dir = '{run_dir.resolve()}'")
+    assert all(r.info.status == "FAILED" for r in runs), [r.info.status for r in runs]  # if one started
+    done = client.search_runs([experiment.experiment_id], f"tags.run_dir = '{(out / 'done').resolve()}'")
+    assert [r.info.status for r in done] == ["FINISHED"]
+    assert {part: snapshot(out / part) for part in before} == before  # the earlier run and the cache untouched
     if run_dir.exists():  # only complete files: Hydra's config and log, the manifest (atomic)
         assert {p.name for p in run_dir.iterdir()} <= {".hydra", "__main__.log", "manifest.json"}

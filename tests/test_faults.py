@@ -1,6 +1,6 @@
 """Faults at the moments that matter: SIGTERM and SIGKILL during a step, during a checkpoint write and during a
 stage's rename, then `resume=true` reaches the same final metrics as a run that was never interrupted (a sweep
-killed in its last trial: tests/test_sweeper.py). Each case is two CLI runs (~40 s): `make test-slow`."""
+killed in its last trial: tests/test_sweeper.py). Each case is two CLI runs (6 cases, ~100 s here): make test-slow."""
 
 from __future__ import annotations
 
@@ -34,11 +34,13 @@ def pipeline(*args: str, driver: tuple[str, str] | None = None) -> subprocess.Co
 
 
 def evaluate_scores(run_dir: Path) -> dict[str, float]:
+    """The run's test metrics from its summary, without the per-run timing and cache flags."""
     scores = json.loads((run_dir / "summary.json").read_text())["stages"]["evaluate"]
     return {k: v for k, v in scores.items() if k not in {"cache_hit", "wall_s"}}
 
 
-def runs(out: Path) -> list:
+def runs(out: Path) -> list[mlflow.entities.Run]:
+    """Every run in the tests experiment of `out`'s store."""
     mlflow.set_tracking_uri(f"sqlite:///{out.resolve() / 'mlflow.db'}")
     client = MlflowClient()
     return client.search_runs([client.get_experiment_by_name("tests").experiment_id])
@@ -71,5 +73,10 @@ def test_a_run_killed_at_any_moment_resumes_to_the_same_metrics(uninterrupted, m
         assert "was interrupted while being written: removed" in resumed.stdout + resumed.stderr
     if moment == "rename" and signal_name == "SIGKILL":
         assert "left by an interrupted write" in resumed.stdout + resumed.stderr
-    statuses = sorted(r.info.status for r in runs(out) if r.data.tags.get("run_dir") == str(run_dir))
-    assert statuses == ["FINISHED", "KILLED"]  # a SIGKILLed run is ended KILLED by the next run in the store
+    ours = sorted(
+        (r.info.status, r.data.tags.get("resumed_from_checkpoint"))
+        for r in runs(out)
+        if r.data.tags.get("run_dir") == str(run_dir)
+    )
+    # a SIGKILLed run is ended KILLED by the next run in the store; the resumed one continued from a checkpoint
+    assert ours[0] == ("FINISHED", "True") and ours[1][0] == "KILLED", ours
