@@ -121,9 +121,9 @@ def headline_metrics(stages: dict[str, dict[str, float]], task: Task) -> dict[st
 def run_session(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterator[Tracker]:
     """The run directory held by this run alone, checked before a resume, and the run tracked in MLflow."""
     with holding(run_dir):
-        for line in remove_leftovers(
-            run_dir, skip=(Path(cfg.paths.cache_dir).expanduser(),)
-        ):  # a killed earlier run's half-written outputs, never trusted
+        # A killed earlier run's half-written outputs, never trusted; a cache inside the run dir is not ours.
+        leftovers = remove_leftovers(run_dir, skip=(Path(cfg.paths.cache_dir).expanduser(),))
+        for line in leftovers:
             log.warning("run directory: %s (left by an interrupted write)", line)
         if cfg.resume:
             check_resumable(cfg, run_dir)
