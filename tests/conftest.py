@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -275,3 +279,20 @@ def generative_overrides(model_dir: Path, data_path: Path, output_dir: Path, kin
         "stage.evaluate.batch_size=32",
         "tracking.experiment=tests",
     ]
+
+
+@pytest.fixture(scope="module")
+def running_services():
+    """`make services` as the CLI starts it, in a folder the postgres user can reach: (root, console)."""
+    root = Path(tempfile.mkdtemp(prefix="services-", dir="/tmp"))
+    root.chmod(0o755)
+    command = [sys.executable, "-m", "pipeline.services", "start", "--root", str(root)]
+    result = subprocess.run(command, cwd=CONF_DIR.parent, env=cli_env(), capture_output=True, text=True, timeout=300)
+    try:
+        assert result.returncode == 0, result.stderr[-2000:]
+        yield root, result.stdout
+    finally:
+        subprocess.run(
+            [*command[:3], "stop", "--root", str(root)], cwd=CONF_DIR.parent, capture_output=True, timeout=120
+        )
+        shutil.rmtree(root, ignore_errors=True)

@@ -17,6 +17,9 @@ from tests.conftest import cli_env
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 SHARED = REPO.parent / "shared" / "data" / "ag_news_csv"
+# The scale-out command reads the overrides `make services` wrote; the run test starts services and substitutes.
+SERVICES = "$(cat outputs/services/overrides.txt)"
+SERVICES_TOKEN = "@services-overrides@"
 
 
 def readme_commands() -> list[list[str]]:
@@ -26,7 +29,7 @@ def readme_commands() -> list[list[str]]:
     lines += [m.replace("\n", " ") for m in re.findall(r"`(python -m pipeline[^`]*)`", README)]
     commands = []
     for line in lines:
-        line = re.sub(r"<[^>]*>", "<placeholder>", line.strip().removeprefix("$ "))
+        line = re.sub(r"<[^>]*>", "<placeholder>", line.strip().removeprefix("$ ")).replace(SERVICES, SERVICES_TOKEN)
         if line.startswith(("python -m pipeline ", "NVIDIA_TF32_OVERRIDE=0 python -m pipeline ")):
             args = shlex.split(line[line.index("python") :], comments=True)
             if args not in commands:
@@ -61,7 +64,8 @@ def test_every_readme_command_composes(command, compose_config):
             for i, a in enumerate(args)
             if a not in ("--cfg", "--package") and args[i - 1] not in ("--cfg", "--package")
         ]
-    args = [a for a in args if a != "..." and "<" not in a]  # placeholders the surrounding text explains
+    # placeholders the surrounding text explains, and the overrides of running services
+    args = [a for a in args if a not in ("...", SERVICES_TOKEN) and "<" not in a]
     cfg = compose_config(first_of_each_sweep(args))
     assert cfg.task.name and cfg.method.name
 
@@ -101,18 +105,24 @@ RUNNABLE = [c for c in MAIN if runnable(c)]
 @pytest.mark.slow
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data/ag_news_csv")
 @pytest.mark.parametrize("command", RUNNABLE, ids=[" ".join(c[3:])[:80] for c in RUNNABLE])
-def test_every_runnable_readme_command_runs_on_a_subset(command, tmp_path, compose_config):
+def test_every_runnable_readme_command_runs_on_a_subset(command, tmp_path, compose_config, request):
     """Offline, a command naming the Hub must stop with the offline command; every other one must succeed."""
     from pipeline.hub import hub_references
 
     sweep = "--multirun" in command
-    needs_hub = bool(hub_references(compose_config(first_of_each_sweep([a for a in command[3:] if a != "--multirun"]))))
+    own = [a for a in command[3:] if a not in ("--multirun", SERVICES_TOKEN)]
+    needs_hub = bool(hub_references(compose_config(first_of_each_sweep(own))))
+    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    if SERVICES_TOKEN in command:
+        root, _ = request.getfixturevalue("running_services")
+        at = command.index(SERVICES_TOKEN)
+        command = [*command[:at], *(root / "overrides.txt").read_text().split(), *command[at + 1 :]]
+        env["PGPASSFILE"] = str(root / "pgpass")
     subset = [o for o in SUBSET if sweep or not o.startswith("hydra.sweeper")]
     if sweep and "+hparams_search" not in " ".join(command):
         subset = [o for o in subset if not o.startswith("hydra.sweeper")]
     if "agnews_compare" in " ".join(command) and not any("sweeper.params.method" in a for a in command):
         subset.append("hydra.sweeper.params.method='lora,tfidf_lr'")  # two of the fifteen, the rest alike
-    env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     done = subprocess.run(
         [sys.executable, *command[1:], *subset, f"paths.output_dir={tmp_path}"],
         cwd=REPO,

@@ -5,11 +5,9 @@ about a minute, so behind its own marker: `pytest -m services` (run by .ci/run).
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,23 +25,8 @@ from tests.test_sweeper import SEARCH, sweep_command
 pytestmark = pytest.mark.services
 
 
-@pytest.fixture(scope="module")
-def running():
-    """Services started by the CLI, as `make services` does, in a folder the postgres user can reach."""
-    root = Path(tempfile.mkdtemp(prefix="services-", dir="/tmp"))
-    root.chmod(0o755)
-    command = [sys.executable, "-m", "pipeline.services", "start", "--root", str(root)]
-    result = subprocess.run(command, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
-    try:
-        assert result.returncode == 0, result.stderr[-2000:]
-        yield root, result.stdout
-    finally:
-        subprocess.run([*command[:3], "stop", "--root", str(root)], cwd=REPO, capture_output=True, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def test_a_study_and_a_tracked_run_use_the_services_and_the_password_stays_out_of_sight(running, monkeypatch):
-    root, console = running
+def test_a_study_and_a_tracked_run_use_the_services_and_the_password_stays_out_of_sight(running_services, monkeypatch):
+    root, console = running_services
     overrides = (root / "overrides.txt").read_text().split()
     storage = next(o.split("=", 1)[1] for o in overrides if o.startswith("hydra.sweeper.storage="))
     tracking = next(o.split("=", 1)[1] for o in overrides if o.startswith("tracking.uri="))
@@ -69,12 +52,12 @@ def test_a_study_and_a_tracked_run_use_the_services_and_the_password_stays_out_o
 
 
 def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_rerun(
-    running, tiny_models, synthetic_csv, tmp_path, monkeypatch
+    running_services, tiny_models, synthetic_csv, tmp_path, monkeypatch
 ):
     """Three sweep processes on one study in PostgreSQL, tracked on the MLflow server; one is SIGKILLed in the
     middle of a trial. A rerun of the same command fails that trial, runs its parameters again and ends the
     study with exactly n_trials finished trials; MLflow's runs match Optuna's trials one to one."""
-    root, _ = running
+    root, _ = running_services
     if not (root / "state.json").exists():
         pytest.skip("the services were stopped by an earlier test of this module")
     storage, tracking = (o.split("=", 1)[1] for o in (root / "overrides.txt").read_text().split())
@@ -163,8 +146,8 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_reru
     assert json.loads(Path(manifest).read_text())["git"]
 
 
-def test_services_bind_to_localhost_only_and_stop(running):
-    root, _ = running
+def test_services_bind_to_localhost_only_and_stop(running_services):
+    root, _ = running_services
     state = json.loads((root / "state.json").read_text())
     for port in (state["pg_port"], state["mlflow_port"]):
         outside = next(
