@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -39,11 +40,17 @@ class _DropOnnxQuantizationChatter(logging.Filter):
 
 
 def quiet_libraries() -> None:
-    """Turn off per-call progress bars and load reports, and the warnings listed above, where they are raised."""
-    import datasets
+    """Turn off per-call progress bars and load reports, and the warnings listed above, where they are raised.
+
+    datasets is first imported by the split stage, so its bars are turned off through the variable it reads at
+    import (the user's own setting wins); importing it here would cost start-up for no stage.
+    """
     import transformers
 
-    datasets.disable_progress_bars()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
+    else:
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" per model load
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -52,3 +52,23 @@ def test_a_whole_run_prints_each_stage_the_summary_and_no_library_noise(tmp_path
     assert "/#/experiments/" in console
     for noise in ("UserWarning", "FutureWarning", "Quantization parameters for tensor", "Loading weights"):
         assert noise not in console, noise
+
+
+def test_datasets_bars_are_off_whether_it_is_imported_before_or_after_the_run_starts():
+    """quiet_libraries must not import datasets (start-up), yet its bars stay off once the split stage imports it."""
+    probe = (
+        "import sys; from pipeline.console import quiet_libraries; {before}quiet_libraries(); "
+        "assert ('datasets' in sys.modules) == {imported}; import datasets; "
+        "print(datasets.utils.are_progress_bars_disabled())"
+    )
+    env = cli_env()
+    env.pop("HF_DATASETS_DISABLE_PROGRESS_BARS", None)
+    for before, imported in (("", False), ("import datasets; ", True)):
+        done = subprocess.run(
+            [sys.executable, "-c", probe.format(before=before, imported=imported)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
