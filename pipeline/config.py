@@ -128,6 +128,9 @@ class TrainConfig:
     pin_memory: bool = True  # page-locked batches for faster host-to-GPU copies (no effect on CPU)
     dataloader_num_workers: int = at_least(0, 0)
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat bit for bit regardless
+    # > 1: the train stage runs DDP in this many processes under torchrun (one per GPU; gloo on CPU); batch_size
+    # stays the global batch, split evenly across them, so the steps and the rows per step do not change.
+    nproc_per_node: int = positive(1)
 
 
 @dataclass

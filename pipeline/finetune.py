@@ -29,6 +29,7 @@ from pipeline.atomic import atomic_dir
 from pipeline.config import value
 from pipeline.console import format_logs
 from pipeline.context import RunContext
+from pipeline.distributed import rank, shared, world_size
 from pipeline.inference import resolved_precision
 from pipeline.methods import Method
 from pipeline.models import count_parameters
@@ -113,7 +114,8 @@ class PipelineTrainer(Trainer):
         original = self.train_dataset
         has_lengths = isinstance(original, Dataset) and "length" in original.column_names
         lengths = original["length"] if has_lengths and len(original) == len(dataset) else None
-        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        # The global batch: under DDP the same index order as one process, each rank taking its share of a step.
+        batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
         return SeededLengthGroupedSampler(batch, dataset, lengths, seed=self.args.data_seed)
 
 
@@ -124,22 +126,31 @@ class MlflowStepLogger(TrainerCallback):
         self.tracker = tracker
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
         numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
         if numeric:
             self.tracker.metrics("train/", numeric, step=state.global_step)
 
 
 class PruningCallback(TrainerCallback):
-    """Reports the validation metric to the trial at each evaluation; raises TrialPruned when told to stop."""
+    """Reports the validation metric to the trial at each evaluation; raises TrialPruned when told to stop.
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+    Under DDP only rank 0 holds the trial (`trial` None elsewhere); its verdict stops every rank.
+    """
+
+    def __init__(self, trial: optuna.Trial | None, metric: str) -> None:
         self.trial, self.key = trial, f"eval_{metric}"
 
     def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict | None = None, **kwargs: Any) -> None:
         if not metrics or self.key not in metrics:
             return
-        self.trial.report(float(metrics[self.key]), step=state.global_step)
-        if self.trial.should_prune():
+
+        def verdict() -> bool:
+            self.trial.report(float(metrics[self.key]), step=state.global_step)
+            return self.trial.should_prune()
+
+        if shared(verdict):
             raise optuna.TrialPruned(f"pruned at step {state.global_step} ({self.key}={metrics[self.key]:.4f})")
 
 
@@ -147,6 +158,19 @@ def precision_flags(precision: str) -> dict[str, bool]:
     """bf16 where the GPU supports it (auto), plain fp32 on CPU; TF32 matmuls on CUDA."""
     precision = resolved_precision(precision)
     return {"bf16": precision == "bf16", "fp16": precision == "fp16", "tf32": torch.cuda.is_available()}
+
+
+def ddp_flags() -> dict[str, Any]:
+    """Under torchrun: DDP without the search for unused parameters (every method's trainable parameters take
+    part in each forward, so it would only cost a graph traversal per step and print a warning saying so); on
+    CPU over gloo, as the Trainer otherwise leaves CPU processes unsynchronised (accelerate sets DDP up on CPU only
+    when told to use the CPU), each training alone on the same rows. On GPUs the Trainer picks NCCL itself."""
+    if world_size() == 1:
+        return {}
+    flags: dict[str, Any] = {"ddp_find_unused_parameters": False}
+    if not torch.cuda.is_available():
+        flags.update(use_cpu=True, ddp_backend="gloo")
+    return flags
 
 
 def runtime_info(args: TrainingArguments) -> dict[str, Any]:
@@ -190,7 +214,7 @@ def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
         weight_decay=t.weight_decay,
         num_train_epochs=t.epochs,
         max_steps=t.max_steps,
-        per_device_train_batch_size=t.batch_size,
+        per_device_train_batch_size=t.batch_size // world_size(),  # train.check: it splits evenly
         per_device_eval_batch_size=t.eval_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps,
         warmup_steps=t.warmup_steps,
@@ -212,6 +236,9 @@ def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
         data_seed=ctx.cfg.seed,
         full_determinism=t.deterministic,
         report_to="none",
+        # True would also scale a per-row mean loss by the number of ranks, doubling classification's gradients
+        average_tokens_across_devices=ctx.task.token_level_loss,
+        **ddp_flags(),
         disable_tqdm=False,  # PipelineTrainer swaps the bar's raw log dicts for formatted lines
         **precision_flags(value(t.precision)),
     )
@@ -219,8 +246,10 @@ def training_arguments(ctx: RunContext, method: Method) -> TrainingArguments:
 
 def trial_callbacks(ctx: RunContext) -> list[TrainerCallback]:
     """In an Optuna sweep: report each validation to the trial and stop when the pruner says so."""
-    trial = open_trial(ctx.cfg.trial, Path(ctx.cfg.paths.output_dir))
-    return [] if trial is None else [PruningCallback(trial, best_metric(ctx))]
+    if ctx.cfg.trial.study is None:
+        return []
+    trial = open_trial(ctx.cfg.trial, Path(ctx.cfg.paths.output_dir)) if rank() == 0 else None
+    return [PruningCallback(trial, best_metric(ctx))]
 
 
 def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
@@ -246,7 +275,8 @@ def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
         model_scorer=ctx.task.validation_scorer(ctx, validation),
         callbacks=[MlflowStepLogger(ctx.tracker), *method.callbacks(model, cfg.method), *trial_callbacks(ctx)],
     )
-    checkpoint = last_complete_checkpoint(ctx.layout.checkpoints) if cfg.resume else None
+    # One rank looks (it may remove an interrupted checkpoint), and every rank resumes from what it found.
+    checkpoint = shared(lambda: last_complete_checkpoint(ctx.layout.checkpoints)) if cfg.resume else None
     resume_from = checkpoint is not None  # the Trainer restores weights, optimizer, scheduler and RNGs
     ctx.tracker.tags({"resumed_from_checkpoint": resume_from})
     if torch.cuda.is_available():  # peak memory of this training alone, not of earlier stages in the process
@@ -257,13 +287,15 @@ def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
     state = trainer.state
     eval_s = sum(entry.get("eval_runtime", 0.0) for entry in state.log_history)
     best_step = int(state.best_global_step) if getattr(state, "best_global_step", None) else None
-    trained = trainer.model
-    if not method.trainer_loads_best and state.best_model_checkpoint:
-        trained = method.load(ctx.method_base_model(), Path(state.best_model_checkpoint))
-    with atomic_dir(ctx.layout.model) as out:
-        method.save(trained, out)
-        saved = dir_size_mb(out)
-        tokenizer.save_pretrained(str(out))
+    saved = 0.0
+    if rank() == 0:  # under DDP, rank 0 alone writes the stage's outputs (the Trainer does so for checkpoints)
+        trained = trainer.model
+        if not method.trainer_loads_best and state.best_model_checkpoint:
+            trained = method.load(ctx.method_base_model(), Path(state.best_model_checkpoint))
+        with atomic_dir(ctx.layout.model) as out:
+            method.save(trained, out)
+            saved = dir_size_mb(out)
+            tokenizer.save_pretrained(str(out))
     train_samples = state.global_step * cfg.train.batch_size * cfg.train.gradient_accumulation_steps
     return TrainResult(
         params=params,

@@ -19,7 +19,7 @@ from typing import Any
 import mlflow
 import mlflow.data
 import optuna
-from mlflow.entities import RunStatus
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -209,25 +209,30 @@ def end_run(status: str) -> None:
 
 
 class Tracker:
-    """Thin, explicit logging onto the active MLflow run (autolog is unvalidated on transformers 5).
+    """Thin, explicit logging onto one MLflow run (autolog is unvalidated on transformers 5).
 
+    Metrics, params and tags name the run, so a training worker process (pipeline.distributed) logs onto the run
+    its parent started without making it its own; datasets and artifacts go through the parent's active run.
     Each write holds a SIGTERM back until it has finished (see _SigtermGate).
     """
 
     def __init__(self, run_id: str, experiment_id: str, tracking_uri: str) -> None:
         self.run_id, self.experiment_id, self.tracking_uri = run_id, experiment_id, tracking_uri
+        self.client = MlflowClient(tracking_uri)
 
     def metrics(self, prefix: str, values: Mapping[str, float], step: int | None = None) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(f"{prefix}{k}", float(v), now, step or 0) for k, v in values.items()]
         with _SigtermGate.closed():
-            mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in values.items()}, step=step)
+            self.client.log_batch(self.run_id, metrics=batch)
 
     def params(self, values: Mapping[str, Any]) -> None:
         with _SigtermGate.closed():
-            mlflow.log_params({k: str(v)[:6000] for k, v in values.items()})
+            self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in values.items()])
 
     def tags(self, values: Mapping[str, Any]) -> None:
         with _SigtermGate.closed():
-            mlflow.set_tags({k: str(v) for k, v in values.items()})
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in values.items()])
 
     def dataset(self, frame: Any, name: str, source: str, context: str, targets: str) -> None:
         """Record a split as an MLflow dataset input (name, digest, schema, source, target column) of this run."""
@@ -248,6 +253,25 @@ class Tracker:
                 mlflow.log_artifacts(str(path), artifact_path=artifact_path)
             else:
                 mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+class OffRankTracker(Tracker):
+    """The tracker of a DDP worker other than rank 0: it logs nothing (rank 0 logs the run's training once)."""
+
+    def metrics(self, prefix: str, values: Mapping[str, float], step: int | None = None) -> None:
+        pass
+
+    def params(self, values: Mapping[str, Any]) -> None:
+        pass
+
+    def tags(self, values: Mapping[str, Any]) -> None:
+        pass
+
+    def dataset(self, frame: Any, name: str, source: str, context: str, targets: str) -> None:
+        pass
+
+    def artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        pass
 
 
 def process_tags(pid: int) -> dict[str, str]:

@@ -51,6 +51,7 @@ class BaseMethod(ABC):
     export_skip_reason: ClassVar[str | None] = None  # None: `export` writes an ONNX model
     explore_skip_reason: ClassVar[str | None] = None  # None: `explore` embeds the trained model as well
     tasks: ClassVar[tuple[str, ...] | None] = None  # the tasks this method can train; None: every task
+    multi_process: ClassVar[bool] = False  # trains under DDP with train.nproc_per_node > 1 (the Trainer's methods)
 
     @abstractmethod
     def train(self, ctx: RunContext) -> TrainResult:
@@ -90,6 +91,7 @@ class Method(BaseMethod):
     # False: the Trainer cannot reload this method's checkpoints into the training model, so the train stage
     # rebuilds the best checkpoint with `load` instead (peft's prompt-learning methods).
     trainer_loads_best: ClassVar[bool] = True
+    multi_process = True
 
     def base_load_kwargs(self, cfg: Any) -> dict[str, Any]:
         """Extra `from_pretrained` arguments for the model this method trains on (QLoRA: 4-bit weights)."""
@@ -116,6 +118,10 @@ class Method(BaseMethod):
         raise PipelineError(f"method.name: {self.name} cannot be merged ({self.merge_skip_reason})")
 
     def train(self, ctx: RunContext) -> TrainResult:
+        if ctx.cfg.train.nproc_per_node > 1:
+            from pipeline.distributed import launch
+
+            return launch(ctx)
         from pipeline.finetune import fine_tune
 
         return fine_tune(ctx, self)

@@ -60,6 +60,11 @@ class TrainResult(StageResult):
         return {**self.metrics(), "best_step": self.best_step, "log_history": self.log_history}
 
 
+def result_from_record(record: dict[str, Any]) -> TrainResult:
+    """A TrainResult back from `dataclasses.asdict` (a DDP worker's, read from its outcome file)."""
+    return TrainResult(**{**record, "params": ParameterCounts(**record["params"])})
+
+
 def peak_memory_mb() -> float:
     """Peak CUDA memory allocated if on GPU, else the process's peak RSS."""
     import torch
@@ -80,6 +85,7 @@ def check(ctx: RunContext) -> None:
     The method check builds the architecture on the meta device, so no weights are read.
     """
     optimizer_name(ctx.cfg.train.optim)
+    distributed_settings(ctx)
     metric = ctx.cfg.train.metric_for_best_model
     known = [*ctx.task.validation_metrics, "loss"]
     if metric is not None and metric not in known:
@@ -96,6 +102,30 @@ def check(ctx: RunContext) -> None:
             f"expected at most {limit} (max_position_embeddings of {ctx.cfg.model.name_or_path})"
         )
     ctx.method.check_applicable(skeleton, ctx.cfg.method, ctx.cfg.model)
+
+
+def distributed_settings(ctx: RunContext) -> None:
+    """train.nproc_per_node > 1: a Trainer method, a batch that splits evenly, and a GPU per process on CUDA."""
+    t = ctx.cfg.train
+    if t.nproc_per_node == 1:
+        return
+    if not ctx.method.multi_process:
+        raise PipelineError(
+            f"train.nproc_per_node: {ctx.method.name} does not train with the Trainer, so it runs in one process; "
+            "expected 1"
+        )
+    if t.batch_size % t.nproc_per_node:
+        raise PipelineError(
+            f"train.batch_size: {t.batch_size} does not split evenly across train.nproc_per_node={t.nproc_per_node} "
+            f"processes; expected a multiple of {t.nproc_per_node}"
+        )
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() < t.nproc_per_node:
+        raise PipelineError(
+            f"train.nproc_per_node: {t.nproc_per_node} processes, but {torch.cuda.device_count()} GPUs are visible; "
+            "expected at most one process per GPU"
+        )
 
 
 def optimizer_name(name: str) -> str:

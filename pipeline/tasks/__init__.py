@@ -56,6 +56,9 @@ class Task(ABC):
     export_skip_reason: ClassVar[str | None] = None  # None: `export` writes an ONNX model
     onnx_positions_from_mask: ClassVar[bool] = False  # the exported forward counts positions over the mask
     offline_model: ClassVar[str | None] = None  # a conf/model option that loads without the Hub, for its hints
+    # The model's loss averages over label tokens the Trainer counts for it (num_items_in_batch); under DDP the count
+    # must then span all ranks. False: a mean over the rank's own rows (classification), which DDP averages right.
+    token_level_loss: ClassVar[bool] = False
 
     # --- model -------------------------------------------------------------------------------------
     @abstractmethod

@@ -177,6 +177,7 @@ class GenerativeTask(Task):
     selection_metric = "rougeL"
     validation_metrics = GENERATION_METRICS
     adds_head = False  # the pretrained LM head is the task's head
+    token_level_loss = True  # transformers' LM losses divide by the label tokens the Trainer counts
     onnx_positions_from_mask = True  # batched generation left-pads prompts
     target_column = TARGET
     served_model_name = "generator"
