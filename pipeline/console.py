@@ -22,6 +22,8 @@ NOISE_WARNINGS = (
     (UserWarning, r"n_jobs value 1 overridden to 1 by setting random_state"),  # UMAP: we seed it on purpose
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)`"),  # torch.onnx's exporter calling a deprecated torch API
     (UserWarning, r"# The axis name: .* will not be used"),  # torch.onnx merging our batch/sequence axes
+    (Warning, r".* is experimental \(supported from v"),  # Optuna's ExperimentalWarning on the sweeper's own calls
+    (UserWarning, r"Attempting to set identical low and high ylims"),  # a one-value parameter in Optuna's plot
 )
 # Loggers whose INFO/WARNING lines are about the library itself: table creation, input-example checks, the
 # cloudpickle notice for our own pyfunc class, exporter registration of torchvision ops we do not use.
@@ -47,20 +49,25 @@ def quiet_libraries() -> None:
     """
     import transformers
 
+    quiet_warnings()
     if "datasets" in sys.modules:
         sys.modules["datasets"].disable_progress_bars()
     else:
         os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()  # "Loading weights" / "Writing model shards" per model load
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _DropOnnxQuantizationChatter) for f in handler.filters):
+            handler.addFilter(_DropOnnxQuantizationChatter())
+
+
+def quiet_warnings() -> None:
+    """The warnings and logger chatter listed above, filtered; importing nothing (the sweeper calls it too)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for category, message in NOISE_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, _DropOnnxQuantizationChatter) for f in handler.filters):
-            handler.addFilter(_DropOnnxQuantizationChatter())
 
 
 def figure(v: Any) -> str:

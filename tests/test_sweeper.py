@@ -109,6 +109,26 @@ def load(out: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny", storage=storage)
 
 
+def test_submitit_runs_each_trial_as_a_job_of_its_own(search_path, tiny_models, synthetic_csv, tmp_path):
+    """Hydra's submitit launcher with our sweeper, on submitit's local executor (submitit_slurm on a cluster takes
+    the same path): every trial is a submitit job in its own process, and the study and its MLflow runs come out
+    as with the basic launcher."""
+    submitit = ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "hydra.sweeper.n_jobs=2"]
+    console = run_sweep(search_path, tiny_models, synthetic_csv, tmp_path, *submitit, "hydra.sweeper.n_trials=2")
+    assert "Submitit 'local' sweep output dir" in console.stdout
+    trials = load(tmp_path).get_trials()
+    assert [t.number for t in trials] == [0, 1]
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), [t.state for t in trials]
+    jobs = sorted((tmp_path / "sweep" / ".submitit").glob("*/*_result.pkl"))
+    assert len(jobs) == 2 and len({job.parent.name for job in jobs}) == 2  # two jobs, two job ids
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    children = sorted(int(r.data.tags["optuna.trial_number"]) for r in runs if "optuna.trial_number" in r.data.tags)
+    assert children == [0, 1] and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    pids = {r.data.tags["process.pid"] for r in runs if "optuna.trial_number" in r.data.tags}
+    assert len(pids) == 2  # each trial ran in a process of its own
+
+
 def test_parallel_study_samples_a_conditional_space_prunes_and_nests_mlflow_runs(
     search_path, tiny_models, synthetic_csv, tmp_path
 ):

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 (registers the config)
 from pipeline.atomic import write_bytes
-from pipeline.console import figure
+from pipeline.console import figure, quiet_warnings
 from pipeline.errors import PipelineError
 from pipeline.sweep import (
     PARENT_ATTR,
@@ -104,6 +104,7 @@ class OptunaSweeper(Sweeper):
         self.directions = [str(o.direction) for o in self.conf.objectives]
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        quiet_warnings()
         self.config = config
         self.hydra_context = hydra_context
         self.launcher = Plugins.instance().instantiate_launcher(
