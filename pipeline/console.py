@@ -22,7 +22,10 @@ NOISE_WARNINGS = (
     (UserWarning, r"n_jobs value 1 overridden to 1 by setting random_state"),  # UMAP: we seed it on purpose
     (FutureWarning, r"`isinstance\(treespec, LeafSpec\)`"),  # torch.onnx's exporter calling a deprecated torch API
     (UserWarning, r"# The axis name: .* will not be used"),  # torch.onnx merging our batch/sequence axes
-    (Warning, r".* is experimental \(supported from v"),  # Optuna's ExperimentalWarning on the sweeper's own calls
+    # Optuna on the sweeper's own calls: ExperimentalWarnings, and heartbeats outside study.optimize (on purpose)
+    (Warning, r".* is experimental \(supported from v"),
+    (Warning, r"Argument ``\w+`` is an experimental feature"),
+    (UserWarning, r"Heartbeat of storage is supposed to be used with Study.optimize"),
     (UserWarning, r"Attempting to set identical low and high ylims"),  # a one-value parameter in Optuna's plot
 )
 # Loggers whose INFO/WARNING lines are about the library itself: table creation, input-example checks, the

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial
 
 from pipeline.errors import PipelineError
 
@@ -25,13 +27,19 @@ PARENT_ATTR = "mlflow_parent_run"  # the study's MLflow run id, made once by the
 PRUNER_ATTR = "pruner"  # the study's pruner spec, stored on the study so each trial process can rebuild it
 
 
-def open_storage(url: str | None, default_path: Path) -> BaseStorage:
+def open_storage(
+    url: str | None, default_path: Path, on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None
+) -> BaseStorage:
     """An RDB URL (sqlite:///, postgresql://, mysql://) or a journal file path (default: `default_path`).
 
-    A journal file is safe for several local worker processes; an RDB server for several machines.
+    A journal file is safe for several local worker processes; an RDB server for several machines, whose dead
+    workers' trials Optuna's heartbeat finds: `on_stale` is called for each one this process fails (only one
+    process can fail a trial, so only one acts on it).
     """
     if url and "://" in url:
-        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
+        return RDBStorage(
+            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=on_stale
+        )
     path = Path(url).expanduser() if url else default_path
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))

@@ -55,8 +55,8 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_reru
     running_services, tiny_models, synthetic_csv, tmp_path, monkeypatch
 ):
     """Three sweep processes on one study in PostgreSQL, tracked on the MLflow server; one is SIGKILLed in the
-    middle of a trial. A rerun of the same command fails that trial, runs its parameters again and ends the
-    study with exactly n_trials finished trials; MLflow's runs match Optuna's trials one to one."""
+    middle of a trial. A live worker (or else a rerun of the same command) fails that trial, runs its parameters
+    again and ends the study with n_trials finished trials; MLflow's runs match Optuna's trials one to one."""
     root, _ = running_services
     if not (root / "state.json").exists():
         pytest.skip("the services were stopped by an earlier test of this module")
@@ -76,9 +76,10 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_reru
     )
     monkeypatch.setenv("PGPASSFILE", str(root / "pgpass"))  # for this process's own look at the study
     env = cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    logs = [tmp_path / f"worker{i}.log" for i in range(3)]  # the live workers' consoles, read at the end
     workers = [
-        subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for _ in range(3)
+        subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.PIPE, text=True)
+        for log in logs
     ]
     victim = workers[0]
     client = MlflowClient(tracking)
@@ -109,7 +110,8 @@ def test_three_workers_share_a_postgres_study_and_a_killed_workers_trial_is_reru
     victim.wait(timeout=30)
     rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    console = rerun.stdout + rerun.stderr
+    # A live worker finds the dead one's trial at its next batch; a rerun, if none was left to.
+    console = "".join(log.read_text() for log in logs[1:]) + rerun.stdout + rerun.stderr
     trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))

@@ -318,3 +318,43 @@ def test_a_param_takes_its_range_from_the_value_of_another():
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     for _ in range(5):
         assert 1e-5 <= suggest(study.ask(), space)["lr"] <= 2e-5
+
+
+def test_a_dead_workers_heartbeat_stops_and_live_workers_queue_its_trial_once(tmp_path, monkeypatch):
+    """On an RDB storage a sweeper beats for the trials it runs (Optuna beats only inside study.optimize). When a
+    worker on another machine dies, its beats stop; of the live workers that look next (two, in turn), the one
+    whose FAIL the storage accepts queues its parameters: exactly once, and the study's budget counts it once."""
+    import time
+
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import OptunaSweeper
+    from pipeline import sweep
+
+    monkeypatch.setattr(sweep, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(sweep, "GRACE_S", 2)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf
+
+    conf = OmegaConf.to_container(OmegaConf.structured(OptunaSweeperConf(n_trials=3)))
+    sweepers = [OptunaSweeper(**conf) for _ in range(2)]
+    studies = [
+        optuna.create_study(study_name="hb", storage=open_storage(url, tmp_path, on_stale=sweepers[0].retry)),
+        optuna.load_study(study_name="hb", storage=open_storage(url, tmp_path, on_stale=sweepers[1].retry)),
+    ]
+    dead = studies[0].ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    dead.set_user_attr(WORKER_ATTR, "another-host:4242")  # not this host: only its heartbeat can tell
+    with get_heartbeat_thread(dead._trial_id, studies[0]._storage):
+        time.sleep(1.5)  # it beat while it lived
+        for sweeper, study in zip(sweepers, studies, strict=True):
+            sweeper.requeue_stale(study)
+        assert studies[0].trials[0].state == TrialState.RUNNING  # alive: left alone
+    time.sleep(3)  # > GRACE_S without a beat
+    for sweeper, study in zip(sweepers, studies, strict=True):
+        sweeper.requeue_stale(study)
+    trials = optuna.load_study(study_name="hb", storage=url).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs[RETRY_OF_ATTR] == 0 and trials[1].system_attrs["fixed_params"] == dead.params
+    assert consumed(studies[1]) == 0  # the dead trial counts again once its retry starts

@@ -6,6 +6,7 @@ rerunning after a crash resumes, and several workers (processes or machines) spl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -20,7 +21,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
+from optuna.storages._heartbeat import get_heartbeat_thread  # public only through study.optimize
+from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 (registers the config)
 from pipeline.atomic import write_bytes
@@ -147,7 +149,7 @@ class OptunaSweeper(Sweeper):
         storage_path = self.conf.storage or str(
             default_storage_path(Path(self.config.paths.output_dir).resolve(), name)
         )
-        storage = open_storage(storage_path, Path(storage_path))
+        storage = open_storage(storage_path, Path(storage_path), on_stale=self.retry)
         sampler, pruner = make_sampler(self.conf.sampler), make_pruner(self.conf.pruner)
         try:  # the storage lets one worker create a study: that one makes its MLflow run (parent_run)
             study, created = (
@@ -159,10 +161,13 @@ class OptunaSweeper(Sweeper):
         except optuna.exceptions.DuplicatedStudyError:
             study, created = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), False
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.conf.pruner))
-        self.requeue_stale(study)
         parent = self.parent_run(study, created)
         fixed = [*arguments, f"trial.study={name}", f"trial.storage={storage_path}", f"trial.parent_run_id={parent}"]
-        while (remaining := self.conf.n_trials - consumed(study)) > 0:
+        while True:
+            self.requeue_stale(study)  # a trial whose worker died since the last batch is queued for this worker
+            remaining = self.conf.n_trials - consumed(study)
+            if remaining <= 0:
+                break
             failures = self.failures(study)
             if failures > self.conf.max_failures:
                 raise PipelineError(
@@ -174,7 +179,12 @@ class OptunaSweeper(Sweeper):
             for trial in trials:
                 trial.set_user_attr(WORKER_ATTR, worker_id())
                 batch.append([*fixed, *trial_overrides(suggest(trial, params)), f"trial.number={trial.number}"])
-            returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            with contextlib.ExitStack() as beating:
+                # Optuna records heartbeats only inside study.optimize, which a launcher-driven sweep never calls;
+                # without them an RDB storage cannot tell another machine that this worker died.
+                for trial in trials:
+                    beating.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
+                returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             for trial, ret in zip(trials, returns, strict=True):
                 self.tell(study, trial, ret)
                 log.info("%s", self.trial_line(study, trial.number))
@@ -216,23 +226,27 @@ class OptunaSweeper(Sweeper):
     def requeue_stale(self, study: optuna.Study) -> None:
         """Fail the trials a dead worker left RUNNING and queue their parameters again.
 
-        Local workers are checked by pid; on an RDB storage, workers elsewhere by Optuna's heartbeat.
+        Local workers are checked by pid; on an RDB storage, workers elsewhere by Optuna's heartbeat (which calls
+        `retry`). Several live workers may find the same dead trial at once: only the one whose FAIL the storage
+        accepts queues it again, so a retry is never queued twice.
         """
-        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
-        for trial in study.get_trials(deepcopy=False):
-            stale = trial.number in running and (
-                trial.state == TrialState.FAIL or is_dead_local_worker(trial.user_attrs.get(WORKER_ATTR))
-            )
-            if not stale:
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not is_dead_local_worker(trial.user_attrs.get(WORKER_ATTR)):
                 continue
-            if trial.state == TrialState.RUNNING:
+            try:
                 study.tell(trial.number, state=TrialState.FAIL)
-            if consumed(study) > self.conf.n_trials:  # workers overshot the budget: it is spent without this one
-                log.warning("trial %d was left RUNNING by a dead worker: failed; n_trials already ran", trial.number)
-                continue
-            log.warning("trial %d was left RUNNING by a dead worker: failed and queued again", trial.number)
-            study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                continue  # another worker failed it first (before, or during, this tell), and queues it
+            self.retry(study, trial)
+
+    def retry(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Queue the parameters of `trial`, failed because its worker died, unless n_trials already ran."""
+        if consumed(study) > self.conf.n_trials:  # workers overshot the budget: it is spent without this one
+            log.warning("trial %d was left RUNNING by a dead worker: failed; n_trials already ran", trial.number)
+            return
+        log.warning("trial %d was left RUNNING by a dead worker: failed and queued again", trial.number)
+        study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
 
     def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
         """Record a finished job in the study: COMPLETE with its objective values, PRUNED, or FAIL."""
