@@ -58,14 +58,16 @@ def trials_of(out: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="workers", storage=storage).get_trials()
 
 
-def sweep(search: Path, data_dir: str, out: Path, workers: int) -> dict:
-    """Start `workers` processes on one study at once; wall time until the last exits, and what they ran."""
+def sweep(search: Path, data_dir: str, out: Path, workers: int, threads: int | None = None) -> dict:
+    """Start `workers` processes on one study at once (each with `threads` OpenMP threads, else torch's default of
+    one per core); wall time until the last exits, and what they ran."""
+    env = checkout_env(REPO) | ({"OMP_NUM_THREADS": str(threads)} if threads else {})
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
             command(search, data_dir, out),
             cwd=REPO,
-            env=checkout_env(REPO),
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -81,6 +83,7 @@ def sweep(search: Path, data_dir: str, out: Path, workers: int) -> dict:
     seconds = sorted((t.datetime_complete - t.datetime_start).total_seconds() for t in trials if t.datetime_complete)
     return {
         "workers": workers,
+        "threads_per_worker": threads or os.cpu_count(),
         "wall_s": round(wall, 1),
         "trials": len(trials),
         "finished": sum(t.state == TrialState.COMPLETE for t in trials),
@@ -143,25 +146,28 @@ def main() -> None:
     (search / "hparams_search" / "workers.yaml").write_text(SEARCH.format(trials=args.trials))
     one = sweep(search, args.data_dir, work / "one", 1)
     many = sweep(search, args.data_dir, work / "many", args.workers)
+    split = sweep(search, args.data_dir, work / "split", args.workers, max(1, (os.cpu_count() or 1) // args.workers))
     (search / "hparams_search" / "workers.yaml").write_text(SEARCH.format(trials=4))
     wait = requeue_wait(search, args.data_dir, work / "requeue")
     cores = os.cpu_count()
+    rows = [(one, "1"), (many, f"{args.workers}, default threads"), (split, f"{args.workers}, threads split")]
     table = "\n".join(
         [
-            f"| {args.trials}-trial study, {cores} CPU cores | workers | wall s | trials run | per worker "
-            "| median trial s |",
-            "|---|---|---|---|---|---|",
+            f"| {args.trials}-trial study, {cores} CPU cores | threads each | wall s | vs 1 worker | trials run "
+            "| per worker | median trial s |",
+            "|---|---|---|---|---|---|---|",
             *(
-                f"| | {r['workers']} | {r['wall_s']} | {r['trials']} | {r['per_worker']} | {r['trial_median_s']} |"
-                for r in (one, many)
+                f"| {label} | {r['threads_per_worker']} | {r['wall_s']} | {one['wall_s'] / r['wall_s']:.2f}x "
+                f"| {r['trials']} | {r['per_worker']} | {r['trial_median_s']} |"
+                for r, label in rows
             ),
-            f"| **speed-up** | {args.workers} vs 1 | **{one['wall_s'] / many['wall_s']:.2f}x** | | | |",
             "",
             f"A worker SIGKILLed in trial {wait['killed_trial']}: a live worker started its retry (trial "
             f"{wait['retry_trial']}, {wait['retry_state']}) **{wait['wait_s']} s** after the kill.",
         ]
     )
-    publish(args.out, "workers", table, {"one": one, "many": many, "requeue": wait, "cpu_cores": cores})
+    results = {"one": one, "many": many, "split": split, "requeue": wait, "cpu_cores": cores}
+    publish(args.out, "workers", table, results)
 
 
 if __name__ == "__main__":
