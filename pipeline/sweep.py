@@ -23,6 +23,7 @@ HEARTBEAT_S = 60  # RDB storages: a RUNNING trial silent for GRACE_S is failed (
 GRACE_S = 180
 WORKER_ATTR = "worker"  # host:pid of the sweeper process that asked for the trial
 RETRY_OF_ATTR = "retry_of"  # number of the stale trial this one re-runs
+OVER_BUDGET_ATTR = "over_budget"  # on a trial asked once other workers had started n_trials: failed, never run
 PARENT_ATTR = "mlflow_parent_run"  # the study's MLflow run id, made once by the worker that created the study
 PRUNER_ATTR = "pruner"  # the study's pruner spec, stored on the study so each trial process can rebuild it
 

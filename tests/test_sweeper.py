@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import consumed, suggest
 from pipeline.compare import main as compare_cli
-from pipeline.sweep import RETRY_OF_ATTR, WORKER_ATTR, open_storage
+from pipeline.sweep import OVER_BUDGET_ATTR, RETRY_OF_ATTR, WORKER_ATTR, open_storage
 from tests.conftest import cli_env, tiny_overrides
 from tests.test_cli import REPO
 
@@ -224,9 +224,36 @@ def test_two_workers_share_one_study_without_duplicate_trials(search_path, tiny_
     trials = load(tmp_path).get_trials()
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
-    assert 4 <= len(trials) <= 5  # a worker checks the budget before asking: at most workers-1 extra
-    assert len({t.user_attrs[WORKER_ATTR] for t in trials}) == 2  # both did work
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    ran = [t for t in trials if OVER_BUDGET_ATTR not in t.user_attrs]
+    assert len(ran) == 4 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in ran)  # exactly n_trials
+    assert all(t.state == TrialState.FAIL for t in trials if t not in ran)  # asked in a race for the last slot
+    assert len({t.user_attrs[WORKER_ATTR] for t in ran}) == 2  # both did work
+
+
+def test_a_sweep_mistake_is_one_error_line_and_exit_2(search_path, tiny_models, synthetic_csv, tmp_path):
+    command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, "seed=1,2")
+    done = subprocess.run(command, cwd=REPO, env=cli_env(HF_HUB_OFFLINE="1"), capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: seed=1,2: the Optuna sweeper samples hydra.sweeper.params; pass fixed values only"]
+
+
+def test_a_trial_asked_after_the_budget_was_spent_elsewhere_is_failed_unrun_and_not_counted(tmp_path):
+    """Two workers check the budget, both see one slot left, both ask: the later trial number is over budget."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf
+    from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    sweeper = OptunaSweeper(**OmegaConf.to_container(OmegaConf.structured(OptunaSweeperConf(n_trials=3))))
+    study = optuna.create_study(storage=open_storage(None, tmp_path / "s.journal"))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    first, second = study.ask(), study.ask()  # each worker asked for the one slot left
+    assert sweeper.within_budget(study, [first]) == [first]
+    assert sweeper.within_budget(study, [second]) == []
+    trials = study.get_trials()
+    assert trials[3].state == TrialState.FAIL and trials[3].user_attrs[OVER_BUDGET_ATTR] is True
+    assert consumed(study) == 3 and sweeper.failures(study) == 0  # not counted, not a failure
 
 
 @pytest.mark.slow  # ~60 s

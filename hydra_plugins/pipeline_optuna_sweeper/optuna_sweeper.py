@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from pipeline.atomic import write_bytes
 from pipeline.console import figure, quiet_warnings
 from pipeline.errors import PipelineError
 from pipeline.sweep import (
+    OVER_BUDGET_ATTR,
     PARENT_ATTR,
     PRUNER_ATTR,
     RETRY_OF_ATTR,
@@ -88,13 +91,20 @@ def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
     return samplers[kind](**spec)
 
 
+def counted(trials: list[FrozenTrial]) -> list[int]:
+    """Numbers, in order, of the trials that count against n_trials: those started (running or finished), less
+    the stale ones whose parameters were queued again and those asked over budget. A queued retry counts once it
+    starts; counting it while WAITING would spend the budget of a killed last trial on a retry that never runs."""
+    retried = {t.user_attrs[RETRY_OF_ATTR] for t in trials if RETRY_OF_ATTR in t.user_attrs}
+    return sorted(
+        t.number
+        for t in trials
+        if t.state != TrialState.WAITING and t.number not in retried and OVER_BUDGET_ATTR not in t.user_attrs
+    )
+
+
 def consumed(study: optuna.Study) -> int:
-    """Trials that count against n_trials: those started (running or finished), less the stale ones whose
-    parameters were queued again. A queued retry counts once it starts; counting it while WAITING would spend the
-    budget of a killed last trial on a retry that then never runs."""
-    trials = study.get_trials(deepcopy=False)
-    started = sum(t.state != TrialState.WAITING for t in trials)
-    return started - sum(RETRY_OF_ATTR in t.user_attrs for t in trials)
+    return len(counted(study.get_trials(deepcopy=False)))
 
 
 class OptunaSweeper(Sweeper):
@@ -114,6 +124,15 @@ class OptunaSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        """Hydra's entry: the sweep, where a user mistake (a sweep override, too many failed trials, a bad
+        budget_per) ends in one `error:` line and exit 2, as a single run's does, not in Hydra's traceback."""
+        try:
+            return self.run_sweep(arguments)
+        except PipelineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+
+    def run_sweep(self, arguments: list[str]) -> Any:
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         for override in parser.parse_overrides(arguments):
             if override.is_sweep_override():
@@ -174,7 +193,9 @@ class OptunaSweeper(Sweeper):
                     f"hydra.sweeper.max_failures: {failures} trials of study {name} failed "
                     f"(> {self.conf.max_failures}); see their run directories under {sweep_dir}"
                 )
-            trials = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
+            trials = self.within_budget(study, [study.ask() for _ in range(min(self.conf.n_jobs, remaining))])
+            if not trials:
+                continue  # other workers took the last trials
             batch = []
             for trial in trials:
                 trial.set_user_attr(WORKER_ATTR, worker_id())
@@ -219,9 +240,26 @@ class OptunaSweeper(Sweeper):
         log.info("best trial of each study scored on test: %s", out / "comparison.md")
 
     def failures(self, study: optuna.Study) -> int:
+        """Trials that failed by themselves: not a dead worker's (re-queued), not one asked over budget."""
         trials = study.get_trials(deepcopy=False)
-        failed = sum(t.state == TrialState.FAIL for t in trials)
-        return failed - sum(RETRY_OF_ATTR in t.user_attrs for t in trials)
+        return sum(t.state == TrialState.FAIL for t in trials if t.number in counted(trials))
+
+    def within_budget(self, study: optuna.Study, asked: list[optuna.Trial]) -> list[optuna.Trial]:
+        """The asked trials that are among the study's first n_trials counted; the others were asked by workers
+        racing for the last slots (each checks the budget before it asks), so they are failed unrun, marked
+        over_budget, and not counted. Trial numbers are unique and ordered, so every worker agrees which."""
+        allowed = set(counted(study.get_trials(deepcopy=False))[: self.conf.n_trials])
+        kept = []
+        for trial in asked:
+            if trial.number in allowed:
+                kept.append(trial)
+                continue
+            trial.set_user_attr(OVER_BUDGET_ATTR, True)
+            study.tell(trial, state=TrialState.FAIL)
+            log.info(
+                "trial %d not run: other workers had started the study's n_trials=%d", trial.number, self.conf.n_trials
+            )
+        return kept
 
     def requeue_stale(self, study: optuna.Study) -> None:
         """Fail the trials a dead worker left RUNNING and queue their parameters again.
@@ -277,8 +315,8 @@ class OptunaSweeper(Sweeper):
     def trial_line(self, study: optuna.Study, number: int) -> str:
         """A finished trial on one line: `trial 4 [5/9] COMPLETE <metric> 0.8812 (best 0.8812, trial 2): params`."""
         trials = study.get_trials(deepcopy=False)
-        retried = {t.user_attrs[RETRY_OF_ATTR] for t in trials if RETRY_OF_ATTR in t.user_attrs}
-        done = sum(t.state.is_finished() and t.number not in retried for t in trials)
+        budget = set(counted(trials))
+        done = sum(t.state.is_finished() and t.number in budget for t in trials)
         trial = next(t for t in trials if t.number == number)
         if trial.state == TrialState.COMPLETE:
             outcome = ", ".join(
@@ -333,7 +371,10 @@ class OptunaSweeper(Sweeper):
 
         client, _ = open_experiment(self.config)
         frame = study.trials_dataframe()
-        states = frame["state"].value_counts().to_dict() if len(frame) else {}
+        # Trials asked over budget were never run: counted apart from the trials that failed.
+        states = dict(
+            Counter("OVER_BUDGET" if OVER_BUDGET_ATTR in t.user_attrs else t.state.name for t in study.trials)
+        )
         # Optuna's best trials: the Pareto front, or the best trial(s) of one objective; none before one completes.
         best = [{"number": t.number, "values": t.values, "params": t.params} for t in study.best_trials]
         with tempfile.TemporaryDirectory() as tmp:
