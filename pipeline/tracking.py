@@ -11,10 +11,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import mlflow.data
@@ -208,6 +208,22 @@ def end_run(status: str) -> None:
             time.sleep(END_WAIT_S)
 
 
+T = TypeVar("T")
+UNIQUE_VIOLATIONS = ("UniqueViolation", "UNIQUE constraint", "Duplicate entry")  # PostgreSQL, sqlite, MySQL
+
+
+def again_if_raced(write: Callable[[], T]) -> T:
+    """`write()`, once more if another process inserted the same row at the same moment (workers of one study
+    finishing together): MLflow's store inserts a tag or dataset row after looking for it, so the loser's insert
+    violates the row's unique key. The row exists now, and the second write updates or links it."""
+    try:
+        return write()
+    except mlflow.exceptions.MlflowException as exc:
+        if not any(s in str(exc) for s in UNIQUE_VIOLATIONS):
+            raise
+        return write()
+
+
 class Tracker:
     """Thin, explicit logging onto one MLflow run (autolog is unvalidated on transformers 5).
 
@@ -238,14 +254,8 @@ class Tracker:
         """Record a split as an MLflow dataset input (name, digest, schema, source, target column) of this run."""
         dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets=targets)
         with _SigtermGate.closed():
-            try:
-                mlflow.log_input(dataset, context=context)
-            except mlflow.exceptions.MlflowException as exc:
-                # Workers of one sweep log the same split at once; the store keeps one row per (name, digest),
-                # so the loser's insert violates it. The row exists now: linking this run to it succeeds.
-                if not any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint", "Duplicate entry")):
-                    raise
-                mlflow.log_input(dataset, context=context)
+            # Workers of one sweep log the same split at once (the store keeps one row per name and digest).
+            again_if_raced(lambda: mlflow.log_input(dataset, context=context))
 
     def artifact(self, path: Path, artifact_path: str | None = None) -> None:
         with _SigtermGate.closed():

@@ -163,3 +163,26 @@ def test_a_dataset_or_experiment_another_worker_just_created_is_reused(tmp_path,
         tracker = tracking.Tracker(run.info.run_id, experiment_id, client.tracking_uri)
         tracker.dataset(pd.DataFrame({"text": ["a"], "label": [0]}), "train", "x.csv", "train", "label")
     assert calls == ["train", "train"] and client.get_run(run.info.run_id).inputs.dataset_inputs
+
+
+def test_a_write_that_lost_an_insert_race_is_made_once_more_and_other_errors_pass_through():
+    import mlflow
+    import pytest
+
+    from pipeline.tracking import again_if_raced
+
+    calls = []
+
+    def write():
+        calls.append(1)
+        if len(calls) == 1:  # what sqlite says when another worker inserted the same tag first
+            raise mlflow.exceptions.MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: tags.key")
+        return "written"
+
+    assert again_if_raced(write) == "written" and len(calls) == 2
+
+    def broken():
+        raise mlflow.exceptions.MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    with pytest.raises(mlflow.exceptions.MlflowException, match="not found"):
+        again_if_raced(broken)

@@ -367,7 +367,9 @@ class OptunaSweeper(Sweeper):
 
     def summarise(self, study: optuna.Study, parent: str, sweep_dir: Path) -> None:
         """Best parameters and values, the trials table and Optuna's plots, on the parent run and on disk."""
-        from pipeline.tracking import open_experiment
+        from mlflow.entities import Metric, RunTag
+
+        from pipeline.tracking import again_if_raced, open_experiment
 
         client, _ = open_experiment(self.config)
         frame = study.trials_dataframe()
@@ -387,12 +389,14 @@ class OptunaSweeper(Sweeper):
             copies = sweep_dir / "studies" / study.study_name if self.conf.budget_per else sweep_dir
             for path in out.iterdir():
                 write_bytes(copies / path.name, path.read_bytes())
-        for state, count in states.items():
-            client.log_metric(parent, f"trials_{state.lower()}", float(count))
+        now = int(time.time() * 1000)
+        metrics = [Metric(f"trials_{state.lower()}", float(count), now, 0) for state, count in states.items()]
+        tags = []
         if best and len(self.directions) == 1:
-            client.log_metric(parent, "best_value", float(best[0]["values"][0]))
-            for key, value in best[0]["params"].items():
-                client.set_tag(parent, f"best.{key}", str(value))
+            metrics.append(Metric("best_value", float(best[0]["values"][0]), now, 0))
+            tags = [RunTag(f"best.{key}", str(value)) for key, value in best[0]["params"].items()]
+        # Workers that end together both write these (the last to finish has the final word either way).
+        again_if_raced(lambda: client.log_batch(parent, metrics=metrics, tags=tags))
         client.set_terminated(parent, "FINISHED")
         log.info("study %s: %s; best %s", study.study_name, states, best[:1])
 
