@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline")
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-STOP_WAIT_S = 30  # after an interrupt, how long the workers get to exit on SIGTERM before they are killed
+STOP_WAIT_S = 45  # after an interrupt, how long torchrun gets (its own wait for the workers is 30 s) before SIGKILL
 T = TypeVar("T")
 
 
@@ -87,7 +88,11 @@ def launch(ctx: RunContext) -> TrainResult:
     log.info("train: DDP in %d processes (torchrun --nproc_per_node=%d)", n, n)
     # The cores split between the processes (torchrun would set 1 and print a banner saying so); the user's wins.
     env = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n)), **os.environ}
-    code = _wait(subprocess.Popen(command, env=env, start_new_session=True, preexec_fn=_stop_with_parent))
+    # util-linux's setpriv gives torchrun a SIGTERM when this process dies, even by SIGKILL (Linux's
+    # PR_SET_PDEATHSIG, set before exec: a preexec_fn could deadlock beside the sweeper's heartbeat threads).
+    setpriv = shutil.which("setpriv")
+    guard = [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+    code = _wait(subprocess.Popen([*guard, *command], env=env, start_new_session=True))
     if not outcome.exists():
         raise PipelineError(f"train.nproc_per_node: the {n} training processes exited with code {code} (see above)")
     done = read_json(outcome)
@@ -98,11 +103,12 @@ def launch(ctx: RunContext) -> TrainResult:
     return result_from_record(done["result"])
 
 
-def _wait(proc: subprocess.Popen) -> int:
+def _wait(proc: subprocess.Popen[bytes]) -> int:
     """torchrun's exit code; on Ctrl-C or SIGTERM in the parent, stop the workers (bounded) and re-raise.
 
     torchrun runs in its own session, so a terminal's Ctrl-C reaches the parent alone, which stops it here:
-    SIGTERM, which torchrun passes on to its workers, and SIGKILL after STOP_WAIT_S.
+    SIGTERM, which torchrun passes on to its workers (it kills them after its own 30 s), and SIGKILL after
+    STOP_WAIT_S; each worker also dies with torchrun (`_die_with_parent`).
     """
     try:
         return proc.wait()
@@ -116,17 +122,21 @@ def _wait(proc: subprocess.Popen) -> int:
         raise
 
 
-def _stop_with_parent() -> None:
-    """In torchrun, before it starts: SIGTERM when the parent dies, even by SIGKILL, so no orphan keeps training
-    (Linux's PR_SET_PDEATHSIG; Python's standard library has no portable way to say this)."""
+def _die_with_parent() -> None:
+    """A worker is SIGTERMed when torchrun dies, even by SIGKILL (torchrun starts each in a session of its own,
+    where no signal to torchrun's group reaches it). Linux's PR_SET_PDEATHSIG, through ctypes: the standard
+    library has no call for it."""
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() == 1:  # torchrun died before the call
+        sys.exit(1)
 
 
 def worker(folder: Path) -> int:
     """One torchrun worker: rebuild the run's context from what `launch` wrote, train, hand back the result."""
     import optuna
+    import torch
     from omegaconf import OmegaConf
 
     from pipeline.cache import StageCache
@@ -138,8 +148,11 @@ def worker(folder: Path) -> int:
     from pipeline.tasks import get_task
     from pipeline.tracking import OffRankTracker, Tracker
 
+    _die_with_parent()
     spec = read_json(folder / "launch.json")
     cfg = OmegaConf.load(folder / "config.yaml")
+    if torch.cuda.is_available():  # before any model loads: a quantized one stays on the GPU it loads to
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     _worker_logging(spec["log_files"])
     quiet_libraries()
     tracker_type = Tracker if rank() == 0 else OffRankTracker
@@ -152,15 +165,16 @@ def worker(folder: Path) -> int:
         tracker=tracker_type(spec["run_id"], spec["experiment_id"], spec["tracking_uri"]),
         cache=StageCache(Path(cfg.paths.cache_dir).expanduser(), CacheMode(value(cfg.cache))),
     )
+    code = 0
     try:
         done: dict[str, Any] = {"result": dataclasses.asdict(fine_tune(ctx, method))}
-    except optuna.TrialPruned as exc:
+    except optuna.TrialPruned as exc:  # on every rank at once (`shared`)
         done = {"pruned": str(exc)}
     except PipelineError as exc:
-        done = {"error": str(exc)}
+        done, code = {"error": str(exc)}, 1  # non-zero: torchrun stops ranks that may wait on this one
     if rank() == 0:
         write_json(folder / "outcome.json", done)
-    return 0
+    return code
 
 
 def _worker_logging(log_files: list[str]) -> None:

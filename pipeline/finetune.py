@@ -126,8 +126,6 @@ class MlflowStepLogger(TrainerCallback):
         self.tracker = tracker
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return
         numeric = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
         if numeric:
             self.tracker.metrics("train/", numeric, step=state.global_step)

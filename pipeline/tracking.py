@@ -228,7 +228,8 @@ class Tracker:
     """Thin, explicit logging onto one MLflow run (autolog is unvalidated on transformers 5).
 
     Metrics, params and tags name the run, so a training worker process (pipeline.distributed) logs onto the run
-    its parent started without making it its own; datasets and artifacts go through the parent's active run.
+    its parent started without making it its own. Datasets and artifacts go through the active run, which only
+    the process that started the run has: a worker must not log them.
     Each write holds a SIGTERM back until it has finished (see _SigtermGate).
     """
 

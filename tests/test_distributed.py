@@ -117,16 +117,16 @@ def test_shared_gives_every_rank_rank_0s_value(tmp_path):
     assert "rank 0 ok" in done.stdout and "rank 1 ok" in done.stdout
 
 
-def workers_of(run_dir: Path) -> list[int]:
-    """Pids of processes still running pipeline.distributed (or torchrun) for this run."""
-    found = []
+def processes_of(run_dir: Path) -> dict[str, list[int]]:
+    """Pids of this run's torchrun ("launcher") and of its training processes ("workers") still alive."""
+    found: dict[str, list[int]] = {"launcher": [], "workers": []}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
         if str(run_dir / "train" / "distributed") in cmdline:
-            found.append(int(proc.name))
+            found["launcher" if "torch.distributed.run" in cmdline else "workers"].append(int(proc.name))
     return found
 
 
@@ -154,19 +154,50 @@ def test_sigterm_stops_the_workers_and_a_resume_continues_under_ddp(tiny_models,
     deadline = time.monotonic() + 180
     while not list((run_dir / "train" / "checkpoints").glob("checkpoint-*")) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert workers_of(run_dir), "no DDP worker was running"
+    assert len(processes_of(run_dir)["workers"]) == 2, "the two DDP workers were not running"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr.split("interrupted:")[-1], stderr[-3000:]
     assert last_run(out).info.status == "KILLED"
     deadline = time.monotonic() + 10
-    while workers_of(run_dir) and time.monotonic() < deadline:
+    while any(processes_of(run_dir).values()) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not workers_of(run_dir), "DDP workers outlived the interrupted run"
+    assert not any(processes_of(run_dir).values()), f"outlived the interrupted run: {processes_of(run_dir)}"
 
     resumed = run_cli(*overrides, "resume=true")
     assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-4000:]
     run = last_run(out)
     assert run.info.status == "FINISHED" and run.data.tags["resumed_from_checkpoint"] == "True"
     assert run.data.metrics["train/steps"] == 300
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_leaves_no_training_process_behind(tiny_models, synthetic_csv, tmp_path):
+    """The launching process SIGKILLed (the OOM killer, kill -9) while DDP trains: torchrun and both workers die
+    too (PR_SET_PDEATHSIG on each), instead of training on as orphans."""
+    out, run_dir = tmp_path / "out", tmp_path / "run"
+    overrides = [
+        *tiny_overrides(tiny_models["bert"], synthetic_csv, out),
+        STAGES,
+        "train.nproc_per_node=2",
+        "train.max_steps=3000",
+        f"hydra.run.dir={run_dir}",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *overrides],
+        cwd=REPO,
+        env=cli_env(HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 180
+    while len(processes_of(run_dir)["workers"]) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(processes_of(run_dir)["workers"]) == 2, "the two DDP workers never started"
+    proc.kill()
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(processes_of(run_dir).values()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(processes_of(run_dir).values()), f"orphans of a SIGKILLed run: {processes_of(run_dir)}"

@@ -385,3 +385,22 @@ def test_a_dead_workers_heartbeat_stops_and_live_workers_queue_its_trial_once(tm
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs[RETRY_OF_ATTR] == 0 and trials[1].system_attrs["fixed_params"] == dead.params
     assert consumed(studies[1]) == 0  # the dead trial counts again once its retry starts
+
+
+def test_a_queued_retry_keeps_its_slot_against_a_trial_asked_after_it(tmp_path):
+    """A retry waits in the queue while another worker, asking just before it was queued, makes a new trial: the
+    new one (a higher number) is over budget, and the retry runs when a worker starts it."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf
+    from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    sweeper = OptunaSweeper(**OmegaConf.to_container(OmegaConf.structured(OptunaSweeperConf(n_trials=2))))
+    study = optuna.create_study(storage=open_storage(None, tmp_path / "s.journal"))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # trial 0
+    study.tell(study.ask(), state=TrialState.FAIL)  # trial 1, whose worker died
+    study.enqueue_trial({"x": 0.5}, user_attrs={RETRY_OF_ATTR: 1})  # trial 2, its retry, in the last slot
+    late = optuna.Trial(study, study._storage.create_new_trial(study._study_id))  # trial 3, not the queued one
+    assert sweeper.within_budget(study, [late]) == []
+    retry = study.ask()
+    assert retry.number == 2 and sweeper.within_budget(study, [retry]) == [retry]

@@ -104,6 +104,7 @@ def counted(trials: list[FrozenTrial]) -> list[int]:
 
 
 def consumed(study: optuna.Study) -> int:
+    """How much of n_trials the study has used (`counted`)."""
     return len(counted(study.get_trials(deepcopy=False)))
 
 
@@ -193,12 +194,14 @@ class OptunaSweeper(Sweeper):
                     f"hydra.sweeper.max_failures: {failures} trials of study {name} failed "
                     f"(> {self.conf.max_failures}); see their run directories under {sweep_dir}"
                 )
-            trials = self.within_budget(study, [study.ask() for _ in range(min(self.conf.n_jobs, remaining))])
+            asked = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
+            for trial in asked:  # at once: a worker that dies from here on is found by its pid
+                trial.set_user_attr(WORKER_ATTR, worker_id())
+            trials = self.within_budget(study, asked)
             if not trials:
                 continue  # other workers took the last trials
             batch = []
             for trial in trials:
-                trial.set_user_attr(WORKER_ATTR, worker_id())
                 batch.append([*fixed, *trial_overrides(suggest(trial, params)), f"trial.number={trial.number}"])
             with contextlib.ExitStack() as beating:
                 # Optuna records heartbeats only inside study.optimize, which a launcher-driven sweep never calls;
@@ -242,13 +245,18 @@ class OptunaSweeper(Sweeper):
     def failures(self, study: optuna.Study) -> int:
         """Trials that failed by themselves: not a dead worker's (re-queued), not one asked over budget."""
         trials = study.get_trials(deepcopy=False)
-        return sum(t.state == TrialState.FAIL for t in trials if t.number in counted(trials))
+        budget = set(counted(trials))
+        return sum(t.state == TrialState.FAIL for t in trials if t.number in budget)
 
     def within_budget(self, study: optuna.Study, asked: list[optuna.Trial]) -> list[optuna.Trial]:
         """The asked trials that are among the study's first n_trials counted; the others were asked by workers
         racing for the last slots (each checks the budget before it asks), so they are failed unrun, marked
-        over_budget, and not counted. Trial numbers are unique and ordered, so every worker agrees which."""
-        allowed = set(counted(study.get_trials(deepcopy=False))[: self.conf.n_trials])
+        over_budget, and not counted. Trial numbers are unique and ordered, so every worker agrees which. A queued
+        retry holds its slot while it waits: it has a lower number than trials asked after it, and another worker
+        may start it after this check."""
+        trials = study.get_trials(deepcopy=False)
+        waiting = [t.number for t in trials if t.state == TrialState.WAITING and RETRY_OF_ATTR in t.user_attrs]
+        allowed = set(sorted([*counted(trials), *waiting])[: self.conf.n_trials])
         kept = []
         for trial in asked:
             if trial.number in allowed:
@@ -279,10 +287,8 @@ class OptunaSweeper(Sweeper):
             self.retry(study, trial)
 
     def retry(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Queue the parameters of `trial`, failed because its worker died, unless n_trials already ran."""
-        if consumed(study) > self.conf.n_trials:  # workers overshot the budget: it is spent without this one
-            log.warning("trial %d was left RUNNING by a dead worker: failed; n_trials already ran", trial.number)
-            return
+        """Queue the parameters of `trial`, failed because its worker died (whether the retry fits the budget is
+        decided when a worker starts it, by `within_budget`)."""
         log.warning("trial %d was left RUNNING by a dead worker: failed and queued again", trial.number)
         study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
 
