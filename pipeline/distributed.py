@@ -176,6 +176,8 @@ def worker(folder: Path) -> int:
         done, code = {"error": str(exc)}, 1  # non-zero: torchrun stops ranks that may wait on this one
     if rank() == 0:
         write_json(folder / "outcome.json", done)
+    if torch.distributed.is_initialized():  # left to interpreter exit, gloo sometimes aborts the process (SIGABRT)
+        torch.distributed.destroy_process_group()
     return code
 
 

@@ -105,6 +105,7 @@ def test_shared_gives_every_rank_rank_0s_value(tmp_path):
         "got = shared(lambda: {'from': rank(), 'path': 'checkpoint-40'})\n"
         "assert got == {'from': 0, 'path': 'checkpoint-40'}, got\n"
         "print('rank', rank(), 'ok')\n"
+        "dist.destroy_process_group()\n"  # else gloo may abort the process at exit
     )
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)],
