@@ -3,9 +3,14 @@
 import logging
 import os
 
+from pipeline.deferred import defer_import
+
 # bitsandbytes (imported by transformers' Trainer) warns on every CPU import that it cannot fetch an optional
 # kernel from the Hugging Face Hub; it falls back to its own kernel, so the warning is only noise here.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
+defer_import("bitsandbytes")
 
 __version__ = "0.1.0"
 
