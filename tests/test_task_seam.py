@@ -90,7 +90,9 @@ def test_registering_configs_and_help_import_no_torch_peft_or_bitsandbytes():
         "    runpy.run_module('pipeline', run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
-        "heavy = sorted(m for m in ('torch', 'peft', 'bitsandbytes', 'mlflow') if m in sys.modules)\n"
+        "from pipeline.deferred import DeferredModule\n"
+        "loaded = [m for m in ('torch', 'peft', 'bitsandbytes', 'mlflow') if m in sys.modules]\n"
+        "heavy = sorted(m for m in loaded if not isinstance(sys.modules[m], DeferredModule))  # deferred: not run\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
