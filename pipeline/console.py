@@ -80,6 +80,18 @@ def figure(v: Any) -> str:
     return f"{v:.2e}" if v and abs(v) < 1e-3 else f"{v:.4g}"
 
 
+# A loop's bar appears once it has run this long: short loops (small subsets, tests) print nothing.
+PROGRESS_DELAY_S = 2.0
+
+
+def progress(total: int, desc: str) -> Any:
+    """A tqdm bar over `total` rows for a long evaluation, generation or export loop, cleared when the loop ends (the
+    stage's closing line follows); tqdm's own TQDM_DISABLE=1 hides it."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="rows", delay=PROGRESS_DELAY_S, leave=False, dynamic_ncols=True)
+
+
 # Trainer log keys that restate timing the stage line already gives.
 _TIMING = re.compile(r"(runtime|per_second|total_flos)$")
 

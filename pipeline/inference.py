@@ -12,6 +12,8 @@ from datasets import Dataset
 from torch import nn
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
+from pipeline.console import progress
+
 MODEL_INPUTS = ["input_ids", "attention_mask"]
 
 
@@ -91,14 +93,23 @@ def length_order(dataset: Dataset) -> np.ndarray:
 
 
 def in_length_order(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, forward: Callable[[dict], np.ndarray]
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    batch_size: int,
+    forward: Callable[[dict], np.ndarray],
+    desc: str,
 ) -> np.ndarray:
-    """`forward(batch)` (one numpy row per input row) over length-sorted padded batches, back in dataset order.
+    """`forward(batch)` (one numpy row per input row) over length-sorted padded batches, back in dataset order,
+    with a progress bar named `desc` when it runs long.
 
     Sorting first pads each batch to similar lengths: on AG News, about 2.5x less compute than random batches.
     """
     order = length_order(dataset)
-    out = [forward(batch) for batch in padded_batches(dataset.select(order), tokenizer, batch_size)]
+    out = []
+    with progress(len(order), desc) as bar:
+        for batch in padded_batches(dataset.select(order), tokenizer, batch_size):
+            out.append(forward(batch))
+            bar.update(len(batch["input_ids"]))
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     sorted_rows = np.concatenate(out)
@@ -117,7 +128,7 @@ def predict_logits(
     def logits(batch: dict[str, torch.Tensor]) -> np.ndarray:
         return model(**{k: v.to(device()) for k, v in batch.items()}).logits.float().cpu().numpy()
 
-    return in_length_order(dataset, tokenizer, batch_size, logits)
+    return in_length_order(dataset, tokenizer, batch_size, logits, "logits")
 
 
 @torch.inference_mode()
@@ -135,4 +146,4 @@ def embed(
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).cpu().numpy()
 
-    return in_length_order(dataset, tokenizer, batch_size, pooled)
+    return in_length_order(dataset, tokenizer, batch_size, pooled, "embeddings")

@@ -72,3 +72,25 @@ def test_datasets_bars_are_off_whether_it_is_imported_before_or_after_the_run_st
             timeout=120,
         )
         assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr[-2000:]
+
+
+def test_long_inference_loops_show_a_bar_and_short_ones_print_nothing(monkeypatch, capsys, tiny_models):
+    """Evaluation, explore and export passes count rows on a bar once they run past the delay; tests and small
+    subsets (under it) print nothing."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline import console
+    from pipeline.inference import predict_logits
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    rows = Dataset.from_dict(dict(tokenizer(["a short row", "a somewhat longer row of words", "x"] * 5)))
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"])
+    capsys.readouterr()  # transformers' own loading bar
+    quick = predict_logits(model, rows, tokenizer, 4)
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(console, "PROGRESS_DELAY_S", 0.0)
+    shown = predict_logits(model, rows, tokenizer, 4)
+    bar = capsys.readouterr().err
+    assert "logits:" in bar and "/15 " in bar and "rows/s" in bar, bar  # named, counting the 15 rows
+    assert (shown == quick).all()  # the bar changes nothing in the outputs or their order

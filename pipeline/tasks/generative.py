@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import read_json, write_json
+from pipeline.console import progress
 from pipeline.data import LABEL, TEXT, RawData, label_list
 from pipeline.data.splits import carve_splits
 from pipeline.errors import PipelineError
@@ -277,11 +278,13 @@ class GenerativeTask(Task):
         order = length_order(prompts)
         model.eval().to(device())
         texts: list[str] = []
-        for start in range(0, len(order), settings.batch_size):
-            features = [prompts[int(i)] for i in order[start : start + settings.batch_size]]
-            batch = tokenizer.pad(features, padding_side="left", return_tensors="pt").to(device())
-            new = generate_ids(self, model, batch["input_ids"], batch["attention_mask"], settings, tokenizer)
-            texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+        with progress(len(order), "generating") as bar:
+            for start in range(0, len(order), settings.batch_size):
+                features = [prompts[int(i)] for i in order[start : start + settings.batch_size]]
+                batch = tokenizer.pad(features, padding_side="left", return_tensors="pt").to(device())
+                new = generate_ids(self, model, batch["input_ids"], batch["attention_mask"], settings, tokenizer)
+                texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
+                bar.update(len(features))
         return restore_order(order, np.array(texts, dtype=object)).tolist() if texts else []
 
     def reference_nll(self, model: nn.Module, rows: Dataset, ctx: RunContext, batch_size: int) -> np.ndarray:
@@ -295,7 +298,7 @@ class GenerativeTask(Task):
         inputs = self.model_rows(rows)
         out = []
         model.eval().to(device())
-        with torch.inference_mode():
+        with torch.inference_mode(), progress(len(order), "reference NLL") as bar:
             for start in range(0, len(order), batch_size):
                 batch = collate([inputs[int(i)] for i in order[start : start + batch_size]])
                 logits, labels = self.target_logits(model, {k: v.to(device()) for k, v in batch.items()})
@@ -304,6 +307,7 @@ class GenerativeTask(Task):
                     logits.float().transpose(1, 2), labels.masked_fill(~mask, 0), reduction="none"
                 )
                 out.append(torch.stack([(nll * mask).sum(1), mask.sum(1).float()], 1).double().cpu().numpy())
+                bar.update(len(labels))
         return restore_order(order, np.concatenate(out)) if out else np.zeros((0, 2))
 
     def outputs(self, model: nn.Module, dataset: Dataset, ctx: RunContext, batch_size: int) -> np.ndarray:
@@ -425,10 +429,11 @@ class GenerativeTask(Task):
 
         generator = OnnxGenerator(self, session, ctx.tokenizer, dict(ctx.cfg.task.generate))
         prompts = self.prompt_batches(rows, ctx.tokenizer)["input_ids"]
-        step = ctx.cfg.task.generate.batch_size
-        generated = [
-            g for start in range(0, len(prompts), step) for g in generator.from_ids(prompts[start : start + step])
-        ]
+        step, generated = ctx.cfg.task.generate.batch_size, []
+        with progress(len(prompts), "ONNX generating") as bar:
+            for start in range(0, len(prompts), step):
+                generated += generator.from_ids(prompts[start : start + step])
+                bar.update(len(prompts[start : start + step]))
         metrics = generation_metrics(generated, rows[TARGET])
         return {f"test_{name}": float(metrics[name]) for name in GENERATION_METRICS}, np.array(generated, dtype=object)
 
@@ -452,9 +457,11 @@ class GenerativeTask(Task):
         valid = texts.map(lambda t: isinstance(t, str) and t.strip() != "").to_numpy()
         generated = np.full(len(frame), None, dtype=object)
         rows = np.flatnonzero(valid)
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            generated[batch] = predictor.generate([texts.iloc[i] for i in batch])
+        with progress(len(rows), "generating") as bar:
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                generated[batch] = predictor.generate([texts.iloc[i] for i in batch])
+                bar.update(len(batch))
         out = frame.copy()
         out["generated"] = generated
         out["error"] = np.where(valid, "", f"empty or non-text {text_column}")
