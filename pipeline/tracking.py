@@ -123,13 +123,17 @@ KNOB_NAMES = {"learning_rate": "lr", "target_modules": "targets", "num_virtual_t
 
 
 def default_run_name(cfg: Any) -> str:
-    """The method and the values of the knobs the sweep varies (`lora r=8 lr=0.001 (trial 4)`); a single run: the
-    method. Knobs are the keys of hydra.sweeper.params, the space of either sweeper."""
+    """The method and the values of the knobs the sweep varies (`lora r=8 lr=0.001 (trial 4)`), then any method knob
+    set on the command line (`adapter bottleneck_size=32`), so runs that differ only by overrides read apart.
+    Swept knobs are the keys of hydra.sweeper.params, the space of either sweeper."""
     from hydra.core.hydra_config import HydraConfig
 
     parts = [str(cfg.method.name)]
     if HydraConfig.initialized():
-        for key in HydraConfig.get().sweeper.get("params") or {}:
+        hydra_cfg = HydraConfig.get()
+        swept = list(hydra_cfg.sweeper.get("params") or {})
+        overridden = [o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task if "=" in o]
+        for key in dict.fromkeys([*swept, *(k for k in overridden if k.startswith("method."))]):
             value = OmegaConf.select(cfg, key, default=None)
             if key == "method" or value is None:
                 continue

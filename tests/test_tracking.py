@@ -186,3 +186,21 @@ def test_a_write_that_lost_an_insert_race_is_made_once_more_and_other_errors_pas
 
     with pytest.raises(mlflow.exceptions.MlflowException, match="not found"):
         again_if_raced(broken)
+
+
+def test_a_single_runs_name_shows_the_method_knobs_set_on_its_command_line(compose_config):
+    """Two runs that differ only by an override read apart in the runs list (both were `adapter`)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from tests.conftest import CONF_DIR
+
+    compose_config([])  # registers the structured configs
+    overrides = ["method=adapter", "method.bottleneck_size=32", "method.learning_rate=1e-3", "train.epochs=2"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        assert tracking.default_run_name(cfg) == "adapter bottleneck_size=32 lr=0.001"  # train.* is not a method knob
+    finally:
+        HydraConfig.instance().cfg = None
