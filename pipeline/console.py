@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 log = logging.getLogger("pipeline")
@@ -84,12 +84,20 @@ def figure(v: Any) -> str:
 PROGRESS_DELAY_S = 2.0
 
 
-def progress(total: int, desc: str) -> Any:
-    """A tqdm bar over `total` rows for a long evaluation, generation or export loop, cleared when the loop ends (the
+def batch_slices(total: int, batch_size: int, desc: str | None) -> Iterator[slice]:
+    """Slices of `batch_size` rows over `total` rows, each counted on a bar named `desc` once the caller is done with
+    it (no bar when `desc` is None). The bar shows once the loop has run PROGRESS_DELAY_S, clears when it ends (the
     stage's closing line follows); tqdm's own TQDM_DISABLE=1 hides it."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="rows", delay=PROGRESS_DELAY_S, leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=total, desc=desc, unit="rows", delay=PROGRESS_DELAY_S, leave=False, dynamic_ncols=True, disable=not desc
+    )
+    with bar:
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            yield slice(start, stop)
+            bar.update(stop - start)
 
 
 # Trainer log keys that restate timing the stage line already gives.

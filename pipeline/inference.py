@@ -12,7 +12,7 @@ from datasets import Dataset
 from torch import nn
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from pipeline.console import progress
+from pipeline.console import batch_slices
 
 MODEL_INPUTS = ["input_ids", "attention_mask"]
 
@@ -49,13 +49,14 @@ def exact_fp32() -> Iterator[None]:
 
 
 def padded_batches(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, desc: str | None = None
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches of model inputs in dataset order, each padded only to its own longest row."""
+    """Batches of model inputs in dataset order, each padded only to its own longest row; rows counted on a bar
+    named `desc` when the loop runs long."""
     collate = DataCollatorWithPadding(tokenizer, return_tensors="pt")
     rows = dataset.select_columns(MODEL_INPUTS)
-    for start in range(0, len(rows), batch_size):
-        yield collate([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+    for batch in batch_slices(len(rows), batch_size, desc):
+        yield collate([rows[i] for i in range(batch.start, batch.stop)])
 
 
 def onnx_logits(session: Any, batch: dict[str, torch.Tensor | np.ndarray]) -> np.ndarray:
@@ -105,11 +106,7 @@ def in_length_order(
     Sorting first pads each batch to similar lengths: on AG News, about 2.5x less compute than random batches.
     """
     order = length_order(dataset)
-    out = []
-    with progress(len(order), desc) as bar:
-        for batch in padded_batches(dataset.select(order), tokenizer, batch_size):
-            out.append(forward(batch))
-            bar.update(len(batch["input_ids"]))
+    out = [forward(batch) for batch in padded_batches(dataset.select(order), tokenizer, batch_size, desc)]
     if not out:
         return np.zeros((0, 0), dtype=np.float32)
     sorted_rows = np.concatenate(out)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import read_json, write_json
-from pipeline.console import progress
+from pipeline.console import batch_slices
 from pipeline.data import CLASSIFICATION_FIELDS, LABEL, TEXT, RawData, label_list, label_name
 from pipeline.data.splits import carve_splits
 from pipeline.errors import PipelineError
@@ -179,11 +179,8 @@ def predict_frame(predictor: Any, frame: pd.DataFrame, text_column: str, batch_s
     rows = np.flatnonzero(valid)
     # Similar lengths per batch: less padding, so faster (the export stage scores int8 in the same order).
     rows = rows[np.argsort(texts.iloc[rows].str.len().to_numpy(), kind="stable")]
-    with progress(len(rows), "predicting") as bar:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            probs[batch] = predictor.probabilities([texts.iloc[i] for i in batch])
-            bar.update(len(batch))
+    for batch in batch_slices(len(rows), batch_size, "predicting"):
+        probs[rows[batch]] = predictor.probabilities([texts.iloc[i] for i in rows[batch]])
     out = frame.copy()
     out["predicted"] = [
         predictor.labels[int(p)] if ok else None for p, ok in zip(np.nan_to_num(probs).argmax(-1), valid, strict=True)
@@ -321,12 +318,8 @@ class Classification(Task):
     def export_figures(self, session: Any, rows: Dataset, ctx: RunContext) -> tuple[dict[str, float], Any]:
         from pipeline.inference import onnx_logits, padded_batches
 
-        logits = []
-        with progress(len(rows), "ONNX logits") as bar:
-            for batch in padded_batches(rows, ctx.tokenizer, ctx.cfg.stage.export.batch_size):
-                logits.append(onnx_logits(session, batch))
-                bar.update(len(batch["input_ids"]))
-        predictions = np.concatenate(logits).argmax(-1)
+        batches = padded_batches(rows, ctx.tokenizer, ctx.cfg.stage.export.batch_size, "ONNX logits")
+        predictions = np.concatenate([onnx_logits(session, batch) for batch in batches]).argmax(-1)
         headline = metrics_of(predictions, rows["labels"], labels_of(ctx))[self.headline_metric]
         return {f"test_{self.headline_metric}": headline}, predictions
 

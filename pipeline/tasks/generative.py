@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.atomic import read_json, write_json
-from pipeline.console import progress
+from pipeline.console import batch_slices
 from pipeline.data import LABEL, TEXT, RawData, label_list
 from pipeline.data.splits import carve_splits
 from pipeline.errors import PipelineError
@@ -278,13 +278,11 @@ class GenerativeTask(Task):
         order = length_order(prompts)
         model.eval().to(device())
         texts: list[str] = []
-        with progress(len(order), "generating") as bar:
-            for start in range(0, len(order), settings.batch_size):
-                features = [prompts[int(i)] for i in order[start : start + settings.batch_size]]
-                batch = tokenizer.pad(features, padding_side="left", return_tensors="pt").to(device())
-                new = generate_ids(self, model, batch["input_ids"], batch["attention_mask"], settings, tokenizer)
-                texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
-                bar.update(len(features))
+        for rows_at in batch_slices(len(order), settings.batch_size, "generating"):
+            features = [prompts[int(i)] for i in order[rows_at]]
+            batch = tokenizer.pad(features, padding_side="left", return_tensors="pt").to(device())
+            new = generate_ids(self, model, batch["input_ids"], batch["attention_mask"], settings, tokenizer)
+            texts += [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
         return restore_order(order, np.array(texts, dtype=object)).tolist() if texts else []
 
     def reference_nll(self, model: nn.Module, rows: Dataset, ctx: RunContext, batch_size: int) -> np.ndarray:
@@ -298,16 +296,15 @@ class GenerativeTask(Task):
         inputs = self.model_rows(rows)
         out = []
         model.eval().to(device())
-        with torch.inference_mode(), progress(len(order), "reference NLL") as bar:
-            for start in range(0, len(order), batch_size):
-                batch = collate([inputs[int(i)] for i in order[start : start + batch_size]])
+        with torch.inference_mode():
+            for rows_at in batch_slices(len(order), batch_size, "reference NLL"):
+                batch = collate([inputs[int(i)] for i in order[rows_at]])
                 logits, labels = self.target_logits(model, {k: v.to(device()) for k, v in batch.items()})
                 mask = labels != IGNORE
                 nll = torch.nn.functional.cross_entropy(
                     logits.float().transpose(1, 2), labels.masked_fill(~mask, 0), reduction="none"
                 )
                 out.append(torch.stack([(nll * mask).sum(1), mask.sum(1).float()], 1).double().cpu().numpy())
-                bar.update(len(labels))
         return restore_order(order, np.concatenate(out)) if out else np.zeros((0, 2))
 
     def outputs(self, model: nn.Module, dataset: Dataset, ctx: RunContext, batch_size: int) -> np.ndarray:
@@ -429,11 +426,8 @@ class GenerativeTask(Task):
 
         generator = OnnxGenerator(self, session, ctx.tokenizer, dict(ctx.cfg.task.generate))
         prompts = self.prompt_batches(rows, ctx.tokenizer)["input_ids"]
-        step, generated = ctx.cfg.task.generate.batch_size, []
-        with progress(len(prompts), "ONNX generating") as bar:
-            for start in range(0, len(prompts), step):
-                generated += generator.from_ids(prompts[start : start + step])
-                bar.update(len(prompts[start : start + step]))
+        slices = batch_slices(len(prompts), ctx.cfg.task.generate.batch_size, "ONNX generating")
+        generated = [g for rows_at in slices for g in generator.from_ids(prompts[rows_at])]
         metrics = generation_metrics(generated, rows[TARGET])
         return {f"test_{name}": float(metrics[name]) for name in GENERATION_METRICS}, np.array(generated, dtype=object)
 
@@ -457,11 +451,8 @@ class GenerativeTask(Task):
         valid = texts.map(lambda t: isinstance(t, str) and t.strip() != "").to_numpy()
         generated = np.full(len(frame), None, dtype=object)
         rows = np.flatnonzero(valid)
-        with progress(len(rows), "generating") as bar:
-            for start in range(0, len(rows), batch_size):
-                batch = rows[start : start + batch_size]
-                generated[batch] = predictor.generate([texts.iloc[i] for i in batch])
-                bar.update(len(batch))
+        for batch in batch_slices(len(rows), batch_size, "generating"):
+            generated[rows[batch]] = predictor.generate([texts.iloc[i] for i in rows[batch]])
         out = frame.copy()
         out["generated"] = generated
         out["error"] = np.where(valid, "", f"empty or non-text {text_column}")
