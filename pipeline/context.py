@@ -11,12 +11,13 @@ from pipeline.cache import StageCache
 from pipeline.errors import PipelineError
 from pipeline.methods import BaseMethod
 from pipeline.tasks import Task
-from pipeline.tracking import Tracker
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # MLflow (~1 s to import) loads when the run starts tracking, not with every stage module
     from datasets import DatasetDict
     from torch import nn
     from transformers import PreTrainedTokenizerBase
+
+    from pipeline.tracking import Tracker
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
@@ -19,30 +20,41 @@ from pipeline.console import before_after, quiet_libraries, stage_line, ui_link
 from pipeline.context import RunContext, RunLayout
 from pipeline.hub import check_hub
 from pipeline.manifest import build_manifest
-from pipeline.methods import get_method
+from pipeline.methods import BaseMethod, get_method
 from pipeline.models import resolve_model_path
+from pipeline.preflight import Check, preflight
 from pipeline.ranges import check_ranges
 from pipeline.results import StageResult
 from pipeline.rundir import check_resumable, holding
 from pipeline.tasks import Task, get_task
-from pipeline.tracking import Tracker, tracked_run
+
+if TYPE_CHECKING:
+    from pipeline.tracking import Tracker
 
 log = logging.getLogger("pipeline")
 
 
-def _stage_function(stage: Stage, name: str) -> Callable[[RunContext], Any]:
+def _stage_function(stage: Stage, name: str) -> Callable[..., Any]:
     """`pipeline.stages.<stage>.<name>`, imported on first call: each stage brings its own heavy libraries
     (evaluate, UMAP, onnxruntime), so a run pays only for the stages it runs, and start-up for none of them."""
 
-    def call(ctx: RunContext) -> Any:
-        return getattr(importlib.import_module(f"pipeline.stages.{stage.value}"), name)(ctx)
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(f"pipeline.stages.{stage.value}"), name)(*args)
 
     return call
 
 
 STAGES: dict[Stage, Callable[[RunContext], StageResult]] = {stage: _stage_function(stage, "run") for stage in Stage}
-# Checks a stage runs before any stage does work: a bad setting fails in seconds, not after the split.
-CHECKS: dict[Stage, Callable[[RunContext], None]] = {Stage.train: _stage_function(Stage.train, "check")}
+# Checks a stage runs before any stage does work, (cfg, task, method) -> None: a bad setting fails in seconds,
+# not after the split.
+CHECKS: dict[Stage, Callable[[DictConfig, Task, BaseMethod], None]] = {
+    Stage.train: _stage_function(Stage.train, "check")
+}
+
+
+def stage_checks(cfg: DictConfig, task: Task, method: BaseMethod, stages: list[Stage]) -> list[Check]:
+    """The selected stages' pre-flight checks, bound to this run's config, task and method."""
+    return [partial(CHECKS[stage], cfg, task, method) for stage in stages if stage in CHECKS]
 
 
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, StageResult]:
@@ -60,7 +72,11 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
     results: dict[str, StageResult] = {}
     summary_path = run_dir / "summary.json"
-    with run_session(cfg, run_dir, overrides or []) as tracker:
+    # The checks run beside the MLflow start-up (a forked process, where that pays) and are awaited before stage 1.
+    with (
+        preflight(stage_checks(cfg, task, method, selected)) as verdict,
+        run_session(cfg, run_dir, overrides or []) as tracker,
+    ):
         # A rerun of some stages in an existing run directory updates their entries and keeps the others.
         summary: dict[str, Any] = read_json(summary_path) if summary_path.exists() else {"stages": {}}
         manifest = build_manifest(cfg, overrides or [])
@@ -71,9 +87,7 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         resolve_model_path(cfg.model)  # a missing model package or directory fails before anything runs
         cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), cache_mode)
         ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), task=task, method=method, tracker=tracker, cache=cache)
-        for stage in selected:
-            if stage in CHECKS:
-                CHECKS[stage](ctx)
+        verdict()
         for i, stage in enumerate(selected, start=1):
             log.info("[%d/%d] %s ...", i, len(selected), stage.value)
             start = time.perf_counter()
@@ -120,6 +134,8 @@ def headline_metrics(stages: dict[str, dict[str, float]], task: Task) -> dict[st
 @contextmanager
 def run_session(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> Iterator[Tracker]:
     """The run directory held by this run alone, checked before a resume, and the run tracked in MLflow."""
+    from pipeline.tracking import tracked_run  # MLflow loads here, after the pre-flight checks have forked
+
     with holding(run_dir):
         # A killed earlier run's half-written outputs, never trusted; a cache inside the run dir is not ours.
         leftovers = remove_leftovers(run_dir, skip=(Path(cfg.paths.cache_dir).expanduser(),))

@@ -9,13 +9,17 @@ from __future__ import annotations
 import resource
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.atomic import write_json
 from pipeline.context import RunContext
 from pipeline.errors import PipelineError
 from pipeline.models import ParameterCounts
 from pipeline.results import StageResult
+
+if TYPE_CHECKING:
+    from pipeline.methods import BaseMethod
+    from pipeline.tasks import Task
 
 
 @dataclass
@@ -78,40 +82,40 @@ def dir_size_mb(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 
 
-def check(ctx: RunContext) -> None:
+def check(cfg: Any, task: Task, method: BaseMethod) -> None:
     """Before any work: a known optimizer and validation metric, a max_length the model can embed, and a method
     that applies to the task and model.
 
-    The method check builds the architecture on the meta device, so no weights are read.
+    The method check builds the architecture on the meta device, so no weights are read. It needs no run context:
+    the runner may run it in another process while the run starts (pipeline.preflight).
     """
-    optimizer_name(ctx.cfg.train.optim)
-    distributed_settings(ctx)
-    metric = ctx.cfg.train.metric_for_best_model
-    known = [*ctx.task.validation_metrics, "loss"]
+    optimizer_name(cfg.train.optim)
+    distributed_settings(cfg.train, method)
+    metric = cfg.train.metric_for_best_model
+    known = [*task.validation_metrics, "loss"]
     if metric is not None and metric not in known:
         raise PipelineError(
-            f"train.metric_for_best_model: {metric!r} is not a validation metric of task {ctx.task.name}; "
+            f"train.metric_for_best_model: {metric!r} is not a validation metric of task {task.name}; "
             f"expected one of {known}"
         )
-    ctx.method.check_task(ctx.task)
-    skeleton = ctx.task.skeleton(ctx)
+    method.check_task(task)
+    skeleton = task.skeleton(cfg.model)
     limit = getattr(skeleton.config, "max_position_embeddings", None)  # absent where positions are relative (T5)
-    if limit is not None and ctx.cfg.model.max_length > limit:
+    if limit is not None and cfg.model.max_length > limit:
         raise PipelineError(
-            f"model.max_length: {ctx.cfg.model.max_length} is above the model's position limit; "
-            f"expected at most {limit} (max_position_embeddings of {ctx.cfg.model.name_or_path})"
+            f"model.max_length: {cfg.model.max_length} is above the model's position limit; "
+            f"expected at most {limit} (max_position_embeddings of {cfg.model.name_or_path})"
         )
-    ctx.method.check_applicable(skeleton, ctx.cfg.method, ctx.cfg.model)
+    method.check_applicable(skeleton, cfg.method, cfg.model)
 
 
-def distributed_settings(ctx: RunContext) -> None:
+def distributed_settings(t: Any, method: BaseMethod) -> None:
     """train.nproc_per_node > 1: a Trainer method, a batch that splits evenly, and a GPU per process on CUDA."""
-    t = ctx.cfg.train
     if t.nproc_per_node == 1:
         return
-    if not ctx.method.multi_process:
+    if not method.multi_process:
         raise PipelineError(
-            f"train.nproc_per_node: {ctx.method.name} does not train with the Trainer, so it runs in one process; "
+            f"train.nproc_per_node: {method.name} does not train with the Trainer, so it runs in one process; "
             "expected 1"
         )
     if t.batch_size % t.nproc_per_node:

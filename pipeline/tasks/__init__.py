@@ -82,8 +82,8 @@ class Task(ABC):
         """
 
     @abstractmethod
-    def skeleton(self, ctx: RunContext) -> nn.Module:
-        """The model's architecture on the meta device (no weights read), for checks before any work."""
+    def skeleton(self, model_cfg: Any) -> nn.Module:
+        """The architecture `model_cfg` names on the meta device (no weights read), for checks before any work."""
 
     def load_saved(self, path: Path) -> nn.Module:
         """A plain transformers model this task's stages saved (merged, or fully fine-tuned)."""

@@ -214,12 +214,12 @@ class Classification(Task):
     def load_model(self, ctx: RunContext, **kwargs: Any) -> nn.Module:
         return load_classifier(ctx.cfg.model, labels_of(ctx), ctx.cfg.seed, **kwargs)
 
-    def skeleton(self, ctx: RunContext) -> nn.Module:
+    def skeleton(self, model_cfg: Any) -> nn.Module:
         import torch
 
         from pipeline.models import load_config
 
-        config = load_config(ctx.cfg.model, num_labels=2)  # the head's width does not change what can apply
+        config = load_config(model_cfg, num_labels=2)  # the head's width does not change what can apply
         with torch.device("meta"):
             return self.auto_class().from_config(config)
 

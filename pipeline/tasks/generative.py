@@ -222,13 +222,13 @@ class GenerativeTask(Task):
             model.config.pad_token_id = ctx.tokenizer.pad_token_id
         return model
 
-    def skeleton(self, ctx: RunContext) -> nn.Module:
+    def skeleton(self, model_cfg: Any) -> nn.Module:
         import torch
 
         from pipeline.models import load_config
 
         with torch.device("meta"):
-            return self.auto_class().from_config(load_config(ctx.cfg.model))
+            return self.auto_class().from_config(load_config(model_cfg))
 
     # --- data ----------------------------------------------------------------------------------------
     def split(self, raw: RawData, cfg: Any) -> dict[str, pd.DataFrame]:
