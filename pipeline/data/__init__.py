@@ -11,12 +11,13 @@ import numbers
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import DataSource
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # pandas (~0.3 s) loads where a frame is built, not when configs register
+    import pandas as pd
 
 TEXT, LABEL = "text", "label"
 log = logging.getLogger("pipeline")
@@ -88,6 +89,8 @@ def check_classes(labels: list[str]) -> None:
 
 def check_frame(frame: pd.DataFrame, origin: str, required: tuple[str, ...]) -> None:
     """Reject empty texts and missing labels (where required), naming the origin and the first offending row."""
+    import pandas as pd
+
     if frame.empty:
         raise PipelineError(f"data: {origin} has no rows")
     if "text_column" in required:
@@ -134,6 +137,8 @@ def require_file(path: Path, field_name: str, what: str) -> Path:
 
 def label_list(raw: RawData) -> list[str]:
     """Class names: the source's list, else the sorted distinct labels (numerically when all are ints)."""
+    import pandas as pd
+
     seen = pd.concat([f[LABEL] for f in raw.frames.values()]).map(label_name).unique().tolist()
     if raw.label_names:
         known = set(raw.label_names)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from pipeline.data import SPLITS
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:  # pandas (~0.3 s) loads where a frame is built, not when configs register
+    import pandas as pd
 
 
 def _stratified(
@@ -65,6 +66,8 @@ def carve_splits(
     `frames` maps the source's split names (or "all" for one pool) to frames; each row gains `origin` and
     `source_row`, so every split row can be traced back to its source file and line.
     """
+    import pandas as pd
+
     pool = pd.concat(
         [frame.assign(origin=name, source_row=range(len(frame))) for name, frame in frames.items()],
         ignore_index=True,

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from pipeline.atomic import read_json, write_json
 from pipeline.console import batch_slices
@@ -22,7 +21,8 @@ from pipeline.errors import PipelineError
 from pipeline.results import StageResult
 from pipeline.tasks import Task, TaskConfig, register_task
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas (~0.3 s) loads where a frame is built, not when configs register
+    import pandas as pd
     from datasets import Dataset
     from torch import nn
     from transformers import PreTrainedTokenizerBase
@@ -95,6 +95,7 @@ class ErrorsResult(StageResult):
 
 def rank_samples(texts: list[str], labels: np.ndarray, logits: np.ndarray, names: list[str]) -> pd.DataFrame:
     """One row per test sample with its cross-entropy loss, sorted from worst to best."""
+    import pandas as pd
     from scipy.special import log_softmax
 
     logp = log_softmax(logits.astype(np.float64), axis=-1)
@@ -293,6 +294,8 @@ class Classification(Task):
         return compute
 
     def write_evaluation(self, base: dict[str, Any], trained: dict[str, Any] | None, out: Path) -> list[str]:
+        import pandas as pd
+
         per_class = pd.DataFrame(base["per_class"]).add_prefix("base_").rename(columns={"base_label": "label"})
         if trained is not None:
             per_class = per_class.merge(pd.DataFrame(trained["per_class"]), on="label")
@@ -335,6 +338,8 @@ class Classification(Task):
         return predict_frame(predictor, frame, text_column, batch_size)
 
     def serving_example(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(
             {"text": ["Stocks rallied after the central bank held rates.", "The striker scored twice."]}
         )

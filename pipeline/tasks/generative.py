@@ -17,7 +17,6 @@ from string import Formatter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from pipeline.atomic import read_json, write_json
 from pipeline.console import batch_slices
@@ -28,9 +27,10 @@ from pipeline.ranges import Range, positive, ranged
 from pipeline.results import StageResult
 from pipeline.tasks import Task, TaskConfig
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas (~0.3 s) loads where a frame is built, not when configs register
     from collections.abc import Callable
 
+    import pandas as pd
     import torch
     from datasets import Dataset
     from torch import nn
@@ -76,6 +76,8 @@ def template_fields(template: str) -> list[str]:
 
 def render(frame: pd.DataFrame, template: str, what: str, origin: str) -> pd.Series:
     """`template` filled in from each row's columns, stripped; every field must be a column of `frame`."""
+    import pandas as pd
+
     fields = template_fields(template)
     missing = [name for name in fields if name not in frame.columns]
     if missing:
@@ -100,6 +102,8 @@ def alpaca_prompt(frame: pd.DataFrame) -> pd.Series:
 
 def rendered_rows(frame: pd.DataFrame, task_cfg: Any, origin: str) -> pd.DataFrame:
     """`text` (the prompt), `target`, and `label` when the data has one; empty prompts or targets are an error."""
+    import pandas as pd
+
     alpaca = task_cfg.prompt is None and task_cfg.target is None and set(ALPACA) <= set(frame.columns)
     prompt = alpaca_prompt(frame) if alpaca else render(frame, task_cfg.prompt or "{text}", "prompt", origin)
     target = render(frame, "{output}" if alpaca else task_cfg.target or "{label}", "target", origin)
@@ -361,6 +365,8 @@ class GenerativeTask(Task):
         return score
 
     def write_evaluation(self, base: dict[str, Any], trained: dict[str, Any] | None, out: Path) -> list[str]:
+        import pandas as pd
+
         rows = [{"metric": k, "base": base[k], **({"trained": trained[k]} if trained else {})} for k in base]
         side_by_side(pd.DataFrame(rows).round(4), out / "metrics.md")
         return ["metrics.md"]
@@ -369,6 +375,8 @@ class GenerativeTask(Task):
         self, outputs: np.ndarray, rows: Dataset, ctx: RunContext, out: Path
     ) -> tuple[GenerationErrors, list[str]]:
         """Every test row scored (per_row_scores.csv); the lowest-scoring side by side (CSV, Markdown, HTML)."""
+        import pandas as pd
+
         from pipeline.metrics import generation_metrics
 
         per_row = generation_metrics(outputs["generated"].tolist(), rows[TARGET])["per_row"]
@@ -459,6 +467,8 @@ class GenerativeTask(Task):
         return out
 
     def serving_example(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame({"text": ["Stocks rallied after the central bank held interest rates steady."]})
 
 
