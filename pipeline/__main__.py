@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from pipeline.atomic import write_text
 from pipeline.config import register_configs
 from pipeline.errors import PipelineError
+from pipeline.process import skip_exit_collection
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger("pipeline")
@@ -98,6 +99,7 @@ def compose_error(report: str) -> str:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     if {"--help", "-h"} & set(sys.argv[1:]):
         from pipeline.help import print_help
 

@@ -25,6 +25,7 @@ from pipeline.atomic import atomic_dir, read_json, write_text  # noqa: E402
 from pipeline.bootstrap import LEVEL, RESAMPLES, interval, paired_p_value, resample_index  # noqa: E402
 from pipeline.context import RunLayout  # noqa: E402
 from pipeline.errors import PipelineError  # noqa: E402
+from pipeline.process import skip_exit_collection  # noqa: E402
 from pipeline.tasks import DEFAULT_TASK, Task, get_task  # noqa: E402
 from pipeline.tracking import open_experiment  # noqa: E402
 
@@ -419,4 +420,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     sys.exit(main())

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.atomic import read_json, write_json, write_text
 from pipeline.errors import PipelineError
+from pipeline.process import skip_exit_collection
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -199,4 +200,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     sys.exit(main())

@@ -19,6 +19,7 @@ import pandas as pd
 from pipeline.atomic import read_json, write_bytes, write_text
 from pipeline.data.files import read_table
 from pipeline.errors import PipelineError
+from pipeline.process import skip_exit_collection
 from pipeline.tasks import DEFAULT_TASK, Task, get_task
 
 BACKENDS = ("onnx", "onnx-int8", "pytorch")
@@ -96,4 +97,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     sys.exit(main())

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.config import Config
 from pipeline.errors import PipelineError
 from pipeline.methods import get_method
+from pipeline.process import skip_exit_collection
 from pipeline.runner import run_pipeline
 from pipeline.tasks import DEFAULT_TASK, get_task
 from pipeline.tracking import store_locations
@@ -78,4 +79,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     sys.exit(main())
