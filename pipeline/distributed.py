@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipeline.atomic import read_json, write_json, write_text
 from pipeline.errors import PipelineError
-from pipeline.process import skip_exit_collection
+from pipeline.process import die_with_parent, skip_exit_collection
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline")
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 STOP_WAIT_S = 45  # after an interrupt, how long torchrun gets (its own wait for the workers is 30 s) before SIGKILL
 T = TypeVar("T")
 
@@ -110,7 +109,7 @@ def _wait(proc: subprocess.Popen[bytes]) -> int:
 
     torchrun runs in its own session, so a terminal's Ctrl-C reaches the parent alone, which stops it here:
     SIGTERM, which torchrun passes on to its workers (it kills them after its own 30 s), and SIGKILL after
-    STOP_WAIT_S; each worker also dies with torchrun (`_die_with_parent`).
+    STOP_WAIT_S; each worker also dies with torchrun (`die_with_parent`).
     """
     try:
         return proc.wait()
@@ -123,17 +122,6 @@ def _wait(proc: subprocess.Popen[bytes]) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         raise
-
-
-def _die_with_parent() -> None:
-    """A worker is SIGTERMed when torchrun dies, even by SIGKILL (torchrun starts each in a session of its own,
-    where no signal to torchrun's group reaches it). Linux's PR_SET_PDEATHSIG, through ctypes: the standard
-    library has no call for it."""
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() == 1:  # torchrun died before the call
-        sys.exit(1)
 
 
 def worker(folder: Path) -> int:
@@ -151,7 +139,9 @@ def worker(folder: Path) -> int:
     from pipeline.tasks import get_task
     from pipeline.tracking import OffRankTracker, Tracker
 
-    _die_with_parent()
+    # SIGTERMed when torchrun dies, even by SIGKILL: torchrun starts each worker in a session of its own, where no
+    # signal to torchrun's group reaches it.
+    die_with_parent(signal.SIGTERM)
     spec = read_json(folder / "launch.json")
     cfg = OmegaConf.load(folder / "config.yaml")
     if torch.cuda.is_available():  # before any model loads: a quantized one stays on the GPU it loads to

@@ -9,6 +9,9 @@ run's config, task and method; a forked `multiprocessing.Process` inherits them 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import pickle
+import signal
 import sys
 import threading
 import traceback
@@ -17,6 +20,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection
 
 from pipeline.errors import PipelineError
+from pipeline.process import die_with_parent
 
 Check = Callable[[], None]
 # The checks take ~2-3 s alone; this bounds the wait where a loaded machine (a sweep's workers) slows them down.
@@ -25,23 +29,39 @@ VERDICT_TIMEOUT_S = 300.0
 
 def forking_pays() -> bool:
     """Whether to check in a forked process: on Linux, while the libraries the checks import are still unloaded
-    (a sweep's later trials have them already, so checking here costs ~0.1 s) and no other thread runs (a fork
-    copies locks other threads may hold)."""
-    return sys.platform == "linux" and "peft" not in sys.modules and threading.active_count() == 1
+    (a sweep's later trials have them already, so checking here costs ~0.1 s), no other thread runs (a fork copies
+    locks other threads may hold), and CUDA is not initialised (a forked child cannot use it: an earlier job of a
+    multirun in this process may have, and QLoRA's check asks the GPU for bf16)."""
+    torch = sys.modules.get("torch")
+    return (
+        sys.platform == "linux"
+        and "peft" not in sys.modules
+        and threading.active_count() == 1
+        and not (torch is not None and torch.cuda.is_initialized())
+    )
 
 
-def _run_checks(checks: list[Check], verdict: Connection) -> None:
-    """In the forked process: run every check and send None, or the first error (its traceback if unpicklable)."""
+def _run_checks(checks: list[Check], verdict: Connection, parent: int) -> None:
+    """In the forked process: run every check and send None, the first user error, or a bug's traceback."""
+    # The parent answers Ctrl-C, SIGTERM and a cluster's requeue signals (submitit's) and stops this process; with
+    # the parent's handlers inherited, this process would act on them too. It also goes when the parent dies.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCONT):
+        signal.signal(sig, signal.SIG_DFL)
+    die_with_parent(signal.SIGKILL, parent)  # by pid: in a container the parent may itself be pid 1
+    outcome: BaseException | None = None
     try:
         for check in checks:
             check()
-        outcome: BaseException | None = None
-    except BaseException as exc:  # noqa: BLE001 - every outcome, KeyboardInterrupt included, goes to the parent
+    except PipelineError as exc:
         outcome = exc
+    except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent, which shows it
+        outcome = RuntimeError(f"pre-flight check failed:\n{traceback.format_exc()}")
     try:
-        verdict.send(outcome)
-    except Exception:  # noqa: BLE001 - an exception that does not pickle travels as its traceback
-        verdict.send(RuntimeError("pre-flight check failed:\n" + "".join(traceback.format_exception(outcome))))
+        pickle.loads(pickle.dumps(outcome))  # what the parent could not rebuild travels as its traceback
+    except Exception:  # noqa: BLE001
+        outcome = RuntimeError(f"pre-flight check failed:\n{''.join(traceback.format_exception(outcome))}")
+    verdict.send(outcome)
     verdict.close()
 
 
@@ -62,7 +82,9 @@ def preflight(checks: list[Check], fork: bool | None = None) -> Iterator[Callabl
         return
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)
-    process = context.Process(target=_run_checks, args=(checks, send), name="pipeline-preflight", daemon=True)
+    process = context.Process(
+        target=_run_checks, args=(checks, send, os.getpid()), name="pipeline-preflight", daemon=True
+    )
     process.start()
     send.close()
 

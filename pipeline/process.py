@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def skip_exit_collection() -> None:
@@ -15,3 +20,17 @@ def skip_exit_collection() -> None:
     output is written and closed, the MLflow run has ended, and logging flushes its handlers in its own exit hook.
     """
     atexit.register(gc.freeze)
+
+
+def die_with_parent(sig: signal.Signals, parent: int | None = None) -> None:
+    """Have Linux send `sig` to this process when its parent dies, even by SIGKILL; exit now if it already has
+    (its parent is no longer `parent`, or, where the caller cannot know the parent's pid, is init).
+
+    PR_SET_PDEATHSIG through ctypes: the standard library has no call for it.
+    """
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+    orphaned = os.getppid() == 1 if parent is None else os.getppid() != parent
+    if orphaned:
+        sys.exit(1)
