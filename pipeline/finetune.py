@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,12 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
 
 class ConsoleProgress(ProgressCallback):
     """The Trainer's progress bar, with its log dicts written as formatted lines above it."""
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # The validation bar sits under the training bar, and tqdm clears it on close by moving the cursor up
+        # (ESC[A): in a log file or a CI console (stderr not a terminal) those codes land before the next line.
+        if sys.stderr.isatty():
+            super().on_prediction_step(args, state, control, **kwargs)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
         if state.is_world_process_zero and self.training_bar is not None and logs:

@@ -52,6 +52,7 @@ def test_a_whole_run_prints_each_stage_the_summary_and_no_library_noise(tmp_path
     assert "/#/experiments/" in console
     for noise in ("UserWarning", "FutureWarning", "Quantization parameters for tensor", "Loading weights"):
         assert noise not in console, noise
+    assert "\x1b[A" not in console  # stderr is no terminal here: no cursor-up codes from a nested validation bar
 
 
 def test_datasets_bars_are_off_whether_it_is_imported_before_or_after_the_run_starts():
