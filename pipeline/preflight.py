@@ -17,6 +17,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from multiprocessing.connection import Connection
 
 from pipeline.errors import PipelineError
@@ -41,6 +42,11 @@ def forking_pays() -> bool:
     )
 
 
+def _run_all(checks: list[Check]) -> None:
+    for check in checks:
+        check()
+
+
 def _run_checks(checks: list[Check], verdict: Connection, parent: int) -> None:
     """In the forked process: run every check and send None, the first user error, or a bug's traceback."""
     # The parent answers Ctrl-C, SIGTERM and a cluster's requeue signals (submitit's) and stops this process; with
@@ -51,16 +57,15 @@ def _run_checks(checks: list[Check], verdict: Connection, parent: int) -> None:
     die_with_parent(signal.SIGKILL, parent)  # by pid: in a container the parent may itself be pid 1
     outcome: BaseException | None = None
     try:
-        for check in checks:
-            check()
+        _run_all(checks)
     except PipelineError as exc:
         outcome = exc
+        try:
+            pickle.loads(pickle.dumps(exc))  # one the parent could not rebuild travels as its traceback
+        except Exception:  # noqa: BLE001
+            outcome = RuntimeError(f"pre-flight check failed:\n{''.join(traceback.format_exception(exc))}")
     except BaseException:  # noqa: BLE001 - a bug: its traceback goes to the parent, which shows it
         outcome = RuntimeError(f"pre-flight check failed:\n{traceback.format_exc()}")
-    try:
-        pickle.loads(pickle.dumps(outcome))  # what the parent could not rebuild travels as its traceback
-    except Exception:  # noqa: BLE001
-        outcome = RuntimeError(f"pre-flight check failed:\n{''.join(traceback.format_exception(outcome))}")
     verdict.send(outcome)
     verdict.close()
 
@@ -73,12 +78,7 @@ def preflight(checks: list[Check], fork: bool | None = None) -> Iterator[Callabl
     `forking_pays`. Leaving the block stops a forked process whose verdict nobody asked for (an earlier error).
     """
     if not checks or not (forking_pays() if fork is None else fork):
-
-        def inline() -> None:
-            for check in checks:
-                check()
-
-        yield inline
+        yield partial(_run_all, checks)
         return
     context = multiprocessing.get_context("fork")
     receive, send = context.Pipe(duplex=False)

@@ -45,8 +45,7 @@ def _stage_function(stage: Stage, name: str) -> Callable[..., Any]:
 
 
 STAGES: dict[Stage, Callable[[RunContext], StageResult]] = {stage: _stage_function(stage, "run") for stage in Stage}
-# Checks a stage runs before any stage does work, (cfg, task, method) -> None: a bad setting fails in seconds,
-# not after the split.
+# Checks a stage runs before any stage does work: a bad setting fails in seconds, not after the split.
 CHECKS: dict[Stage, Callable[[DictConfig, Task, BaseMethod], None]] = {
     Stage.train: _stage_function(Stage.train, "check")
 }
