@@ -1,7 +1,10 @@
-"""Measure start-up: `--help`, `import pipeline.runner`, and launch to the first stage line of the offline command.
+"""Measure start-up and exit: `--help`, `import pipeline.runner`, launch to the first stage line of the offline
+command, and its last console line to the process's end.
 
 The first-stage time is from process launch to the `[1/8] split ...` line on the console, with all eight stages
-selected (so every pre-stage check runs); the process is stopped there. Each figure is the median of --repeats.
+selected (so every pre-stage check runs); the process is stopped there. The exit time is from the last line of
+a whole run of split, tokenize and train (one training step) to the process's exit. Each figure is the median
+of --repeats.
 
     python benchmarks/startup.py [--before-repo DIR] [--data-dir DIR] [--out benchmarks] [--repeats 3]
 Prints a Markdown table and writes startup.json and startup.md under --out.
@@ -52,8 +55,26 @@ def to_first_stage(overrides: list[str], repo: Path) -> float:
         proc.wait()
 
 
+def last_line_to_exit(overrides: list[str], repo: Path) -> float:
+    """Seconds from a run's last console line to its process's end (what the interpreter does after the work)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", *overrides],
+        cwd=repo,
+        env=checkout_env(repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    last = time.perf_counter()
+    for _ in proc.stdout:
+        last = time.perf_counter()
+    if proc.wait() != 0:
+        sys.exit(f"pipeline {' '.join(overrides)} in {repo} failed ({proc.returncode})")
+    return time.perf_counter() - last
+
+
 def measure(repo: Path, data_dir: str, repeats: int) -> dict:
-    """Medians (and samples) of the three start-up figures for checkout `repo`."""
+    """Medians (and samples) of the start-up and exit figures for checkout `repo`."""
     work = Path(tempfile.mkdtemp(prefix="startup-bench-"))
     runs = [
         [*offline_reference(data_dir, work, "startup_bench"), f"hydra.run.dir={work / f'run{i}'}"]
@@ -63,6 +84,9 @@ def measure(repo: Path, data_dir: str, repeats: int) -> dict:
         "help_s": [wall([sys.executable, "-m", "pipeline", "--help"], repo) for _ in range(repeats)],
         "import_runner_s": [wall([sys.executable, "-c", "import pipeline.runner"], repo) for _ in range(repeats)],
         "launch_to_first_stage_s": [to_first_stage(run, repo) for run in runs],
+        "last_line_to_exit_s": [
+            last_line_to_exit([*run, "stages=[split,tokenize,train]", "train.max_steps=1"], repo) for run in runs
+        ],
     }
     results = {name: round(statistics.median(values), 2) for name, values in samples.items()}
     results["samples"] = {name: [round(v, 2) for v in values] for name, values in samples.items()}
@@ -80,6 +104,7 @@ def main() -> None:
         ("`python -m pipeline --help`", "help_s"),
         ("`python -c 'import pipeline.runner'`", "import_runner_s"),
         ("offline reference command, launch to `[1/8] split ...`", "launch_to_first_stage_s"),
+        ("split, tokenize, one train step: last console line to exit", "last_line_to_exit_s"),
     ]
     table = "\n".join(
         [
