@@ -32,10 +32,9 @@ def wall(command: list[str], repo: Path) -> float:
     return time.perf_counter() - start
 
 
-def to_first_stage(overrides: list[str], repo: Path) -> float:
-    """Seconds from launch to the first `[1/N] <stage> ...` line; the run is stopped once it appears."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
+def launch(overrides: list[str], repo: Path) -> subprocess.Popen[str]:
+    """`python -m pipeline OVERRIDES` of checkout `repo`, its console (stdout and stderr) readable line by line."""
+    return subprocess.Popen(
         [sys.executable, "-m", "pipeline", *overrides],
         cwd=repo,
         env=checkout_env(repo),
@@ -43,6 +42,12 @@ def to_first_stage(overrides: list[str], repo: Path) -> float:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def to_first_stage(overrides: list[str], repo: Path) -> float:
+    """Seconds from launch to the first `[1/N] <stage> ...` line; the run is stopped once it appears."""
+    start = time.perf_counter()
+    proc = launch(overrides, repo)
     try:
         for line in proc.stdout:
             if "[1/" in line:
@@ -57,14 +62,7 @@ def to_first_stage(overrides: list[str], repo: Path) -> float:
 
 def last_line_to_exit(overrides: list[str], repo: Path) -> float:
     """Seconds from a run's last console line to its process's end (what the interpreter does after the work)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", *overrides],
-        cwd=repo,
-        env=checkout_env(repo),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = launch(overrides, repo)
     last = time.perf_counter()
     for _ in proc.stdout:
         last = time.perf_counter()
