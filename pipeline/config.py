@@ -61,6 +61,12 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class EmbedPrecision(str, Enum):
+    auto = "auto"  # bf16 where the hardware computes it natively (CUDA, or a CPU with AVX512-BF16 or AMX), else fp32
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
 @dataclass
 class DataConfig:
     """Where the labelled texts come from and how they are split."""
@@ -137,6 +143,7 @@ class TrainConfig:
 class ExploreConfig:
     n_samples: int = at_least(2, 1000)
     pooling: Pooling = Pooling.mean
+    precision: EmbedPrecision = EmbedPrecision.auto  # of the embedding passes only: a picture needs no fp32
     n_neighbors: int = at_least(2, 15)
     min_dist: float = at_least(0, 0.1)
     batch_size: int = positive(64)

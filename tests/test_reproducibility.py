@@ -67,6 +67,22 @@ def test_cache_hits_only_what_did_not_change(tmp_path, tiny_models, synthetic_cs
     assert not list((tmp_path / "cache").rglob(".*tmp-*"))
 
 
+def test_explore_cache_is_keyed_by_what_precision_auto_became(
+    tmp_path, tiny_models, synthetic_csv, monkeypatch, compose_config
+):
+    """A stage cache shared between a bf16 machine and an fp32 one never hands one's embeddings to the other."""
+    from pipeline import inference
+
+    overrides = [*tiny_overrides(tiny_models["bert"], synthetic_csv, tmp_path), "stages=[split,tokenize,explore]"]
+
+    def hit(native: bool) -> bool:
+        monkeypatch.setattr(inference, "native_bf16", lambda: native)
+        results = run_pipeline(compose_config(overrides), tmp_path / f"run{len(list(tmp_path.glob('run*')))}")
+        return results["explore"].cache_hit
+
+    assert [hit(True), hit(False), hit(True)] == [False, False, True]
+
+
 def test_manifest_records_code_inputs_machine_and_splits(reference, synthetic_csv):
     _, out, results = reference
     manifest = json.loads((out / "a" / "manifest.json").read_text())

@@ -22,8 +22,10 @@ from sklearn.metrics import silhouette_score  # noqa: E402
 from torch import nn  # noqa: E402
 
 from pipeline.atomic import atomic_dir  # noqa: E402
+from pipeline.config import value  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
 from pipeline.fingerprints import base_model_key  # noqa: E402
+from pipeline.inference import autocast, embed_precision  # noqa: E402
 from pipeline.results import StageResult  # noqa: E402
 
 
@@ -108,15 +110,18 @@ def plot_panels(points: dict[str, np.ndarray], labels: np.ndarray, names: list[s
     plt.close(fig)
 
 
-def embed_and_project(ctx: RunContext, model: nn.Module, sample: Dataset) -> tuple[np.ndarray, np.ndarray]:
+def embed_and_project(
+    ctx: RunContext, model: nn.Module, sample: Dataset, precision: str
+) -> tuple[np.ndarray, np.ndarray]:
     cfg = ctx.cfg.stage.explore
-    embeddings = ctx.task.embed(model, sample, ctx)
+    with autocast(precision):
+        embeddings = ctx.task.embed(model, sample, ctx)
     return embeddings, project(embeddings, cfg.n_neighbors, cfg.min_dist, ctx.cfg.seed, ctx.cfg.paths.cache_dir)
 
 
-def build_base(ctx: RunContext, sample: Dataset, out: Path) -> None:
+def build_base(ctx: RunContext, sample: Dataset, precision: str, out: Path) -> None:
     """Base-model embeddings and their UMAP projection: independent of training, so cached across runs."""
-    embeddings, points = embed_and_project(ctx, ctx.base_model(), sample)
+    embeddings, points = embed_and_project(ctx, ctx.base_model(), sample, precision)
     np.save(out / "embeddings.npy", embeddings)
     np.save(out / "umap.npy", points)
 
@@ -131,14 +136,18 @@ def run(ctx: RunContext) -> ExploreResult:
         ctx.tracker.tags({"explore.skipped": reason})
         return ExploreResult(silhouette={}, cache_hit=False, skipped_reason=reason)
     labels, names = groups
-    key = base_model_key(ctx.cfg, ctx.cfg.stage.explore)
-    hit = ctx.cache.materialise("explore_base", key, ctx.layout.base_explore, lambda out: build_base(ctx, sample, out))
+    precision = embed_precision(value(ctx.cfg.stage.explore.precision))
+    ctx.tracker.tags({"explore.precision": precision})
+    key = base_model_key(ctx.cfg, ctx.cfg.stage.explore, precision=precision)  # what `auto` became here
+    hit = ctx.cache.materialise(
+        "explore_base", key, ctx.layout.base_explore, lambda out: build_base(ctx, sample, precision, out)
+    )
     embeddings = {"base": np.load(ctx.layout.base_explore / "embeddings.npy")}
     points = {"base": np.load(ctx.layout.base_explore / "umap.npy")}
     if ctx.method.explore_skip_reason:
         ctx.tracker.tags({"explore.trained_skipped": ctx.method.explore_skip_reason})
     elif ctx.layout.model.exists():
-        embeddings["trained"], points["trained"] = embed_and_project(ctx, ctx.trained_model(), sample)
+        embeddings["trained"], points["trained"] = embed_and_project(ctx, ctx.trained_model(), sample, precision)
     silhouette = {}
     if len(set(labels.tolist())) > 1:
         silhouette = {name: float(silhouette_score(emb, labels)) for name, emb in embeddings.items()}
