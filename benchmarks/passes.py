@@ -1,9 +1,10 @@
 """What one forward pass over the test split costs outside training, and what the ONNX export's optimizer buys.
 
 On a finished run: a PyTorch pass of the merged model over the test split (length-sorted batches, as evaluate and
-explore run them) at several batch sizes, with SDPA and eager attention; then `torch.onnx.export` with and without
-onnxscript's optimizer, dynamic int8 quantization of each export, and an onnxruntime pass (batch 32, as export
-scores) with every resulting model, with its test accuracy and size.
+explore run them) at several batch sizes, with SDPA and eager attention; explore's embedding pass over the
+validation split in fp32 and in bf16 (autocast; stage.explore.precision), with the class silhouette of each; then
+`torch.onnx.export` with and without onnxscript's optimizer, dynamic int8 quantization of each export, and an
+onnxruntime pass (batch 32, as export scores) with every resulting model, with its test accuracy and size.
 
     python benchmarks/passes.py RUN_DIR [--out benchmarks]
 RUN_DIR is a pipeline run with tokenize and merge outputs, e.g. the offline reference run (classification).
@@ -27,12 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import arguments, publish  # noqa: E402
 
 from pipeline.context import RunLayout  # noqa: E402
-from pipeline.inference import length_order, onnx_logits, padded_batches, predict_logits  # noqa: E402
+from pipeline.inference import autocast, embed, length_order, onnx_logits, padded_batches, predict_logits  # noqa: E402
 from pipeline.stages.export import LogitsOnly, export_onnx, quantize_int8  # noqa: E402
 
 T = TypeVar("T")
 BATCH_SIZES = (16, 32, 64)
 ONNX_BATCH = 32
+EMBED_BATCH = 64  # stage.explore.batch_size's default
 
 
 def timed(work: Callable[[], T]) -> tuple[float, T]:
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args()
     from datasets import load_from_disk
+    from sklearn.metrics import silhouette_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     layout = RunLayout(args.run_dir.resolve())
@@ -65,7 +68,7 @@ def main() -> None:
     test = load_from_disk(str(layout.tokenized / "dataset"), keep_in_memory=True)["test"]
     test = test.select(length_order(test))
     labels = np.asarray(test["labels"])
-    results: dict[str, dict] = {"pytorch_pass_s": {}, "onnx": {}}
+    results: dict[str, dict] = {"pytorch_pass_s": {}, "embedding": {}, "onnx": {}}
     for attention in ("sdpa", "eager"):
         model = AutoModelForSequenceClassification.from_pretrained(
             str(layout.merged_model), attn_implementation=attention
@@ -73,6 +76,13 @@ def main() -> None:
         for batch_size in BATCH_SIZES:
             seconds, _ = timed(lambda: predict_logits(model, test, tokenizer, batch_size))  # noqa: B023
             results["pytorch_pass_s"][f"{attention}, batch {batch_size}"] = round(seconds, 2)
+    validation = load_from_disk(str(layout.tokenized / "dataset"), keep_in_memory=True)["validation"]
+    embedder = AutoModelForSequenceClassification.from_pretrained(str(layout.merged_model)).eval()  # SDPA
+    for precision in ("fp32", "bf16"):
+        with autocast(precision):
+            seconds, vectors = timed(lambda: embed(embedder, validation, tokenizer, EMBED_BATCH, "mean"))
+        silhouette = silhouette_score(vectors, np.asarray(validation["labels"]))
+        results["embedding"][precision] = {"pass_s": round(seconds, 2), "silhouette": round(float(silhouette), 5)}
     module = LogitsOnly(model)
     example = next(padded_batches(test.select(range(32)), tokenizer, 2))
     work = Path(tempfile.mkdtemp(prefix="passes-"))
@@ -88,6 +98,11 @@ def main() -> None:
             "int8": onnx_figures(int8, test, tokenizer, labels) if int8.exists() else None,
         }
     rows = [f"| PyTorch pass over {len(test)} test rows, {k} | {v} s |" for k, v in results["pytorch_pass_s"].items()]
+    for precision, figures in results["embedding"].items():
+        rows += [
+            f"| explore's embedding pass over {len(validation)} validation rows, sdpa, {precision} "
+            f"| {figures['pass_s']} s, class silhouette {figures['silhouette']} |"
+        ]
     for name, figures in results["onnx"].items():
         int8 = figures["int8"] or {}
         failed = f" ({figures['quantize_error']})" if figures["quantize_error"] else ""

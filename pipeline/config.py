@@ -143,7 +143,7 @@ class TrainConfig:
 class ExploreConfig:
     n_samples: int = at_least(2, 1000)
     pooling: Pooling = Pooling.mean
-    precision: EmbedPrecision = EmbedPrecision.auto  # of the embedding passes only: a picture needs no fp32
+    precision: EmbedPrecision = EmbedPrecision.auto  # embedding passes only: they feed the plot and silhouette
     n_neighbors: int = at_least(2, 15)
     min_dist: float = at_least(0, 0.1)
     batch_size: int = positive(64)

@@ -95,6 +95,13 @@ class ConsoleProgress(ProgressCallback):
         if state.is_world_process_zero and self.training_bar is not None and logs:
             self.training_bar.write(format_logs(logs, state.global_step, state.max_steps))
 
+    def close_bars(self) -> None:
+        """Close whatever bar is still open (training stopped before on_train_end: pruned, failed)."""
+        for bar in (self.training_bar, self.prediction_bar):
+            if bar is not None:
+                bar.close()
+        self.training_bar = self.prediction_bar = None
+
 
 class PipelineTrainer(Trainer):
     """The Trainer, with a length-grouped sampler that resumes to the same batch order, and validation metrics
@@ -105,6 +112,16 @@ class PipelineTrainer(Trainer):
         self.model_scorer = model_scorer
         self.remove_callback(ProgressCallback)
         self.add_callback(ConsoleProgress)
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().train(*args, **kwargs)
+        finally:
+            # A pruned or failed trial stops inside a callback, before on_train_end closes the bar. Left open, the
+            # next trial's bar in this process nests under it, and tqdm's cursor-up codes (ESC[A) fill sweep logs.
+            for callback in self.callback_handler.callbacks:
+                if isinstance(callback, ConsoleProgress):
+                    callback.close_bars()
 
     def evaluation_loop(self, *args: Any, metric_key_prefix: str = "eval", **kwargs: Any) -> Any:
         # Added here, before the Trainer logs the metrics, picks the best checkpoint and calls on_evaluate (pruning).

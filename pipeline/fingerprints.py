@@ -88,15 +88,13 @@ def tokenize_key(cfg: Any) -> str:
     )
 
 
-def base_model_key(cfg: Any, stage_cfg: Any, **resolved: str) -> str:
-    """Key of a stage that runs the base model (pretrained encoder + seeded head) on tokenized data; `resolved`
-    holds what a machine-dependent setting (e.g. precision `auto`) became here."""
+def base_model_key(cfg: Any, stage_cfg: Any) -> str:
+    """Key of a stage that runs the base model (pretrained encoder + seeded head) on tokenized data."""
     return digest(
         {
             "tokenize": tokenize_key(cfg),
             "model": model_files(cfg.model, weights=True),
             "seed": cfg.seed,
             "stage": OmegaConf.to_container(stage_cfg, resolve=True, enum_to_str=True),
-            **resolved,
         }
     )

@@ -29,27 +29,29 @@ def resolved_precision(name: str) -> str:
 
 
 def native_bf16() -> bool:
-    """Whether this machine computes bf16 matmuls in hardware: a CUDA GPU with bf16, or a CPU with AVX512-BF16 or
-    AMX (there, about twice fp32's speed; elsewhere torch emulates bf16 on CPU, slower than fp32)."""
+    """Whether this machine computes bf16 matmuls in hardware: a CUDA GPU of compute capability 8.0+, or a CPU with
+    AVX512-BF16 or AMX (there, about twice fp32's speed; elsewhere bf16 is emulated, slower than fp32)."""
     if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    # torch.cpu's probes are underscored but have been there since 2.1; a torch without them gets fp32
+        return torch.cuda.is_bf16_supported(including_emulation=False)  # a T4 or V100 only emulates it
+    # torch.cpu's probes are underscored, under these names since torch ~2.5; an older torch gets fp32
     probes = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return any(probe() for probe in probes if probe is not None)
 
 
 def embed_precision(name: str) -> str:
-    """`auto` -> bf16 where native_bf16(), else fp32; any other name is returned as given."""
+    """`auto` -> bf16 where native_bf16(), else fp32; fp32 and bf16 are returned as given."""
     if name != "auto":
         return name
     return "bf16" if native_bf16() else "fp32"
 
 
 def autocast(precision: str) -> AbstractContextManager:
-    """Mixed precision for inference on this process's device: torch.autocast in bf16, nothing for fp32."""
+    """Inference on this process's device in `precision`: torch.autocast to bf16, or nothing for fp32."""
     if precision == "fp32":
         return nullcontext()
-    return torch.autocast(device().type, dtype=torch.bfloat16)
+    if precision == "bf16":
+        return torch.autocast(device().type, dtype=torch.bfloat16)
+    raise ValueError(f"precision: {precision!r} is not fp32 or bf16 (resolve auto with embed_precision first)")
 
 
 @contextmanager

@@ -31,11 +31,16 @@ def logged_config(run_id: str, overrides: list[str]) -> DictConfig:
     """The run's composed config, typed again by the schema (and its method's), with overrides applied."""
     client = MlflowClient()
     try:
-        client.get_run(run_id)
+        tags = client.get_run(run_id).data.tags
         with tempfile.TemporaryDirectory() as tmp:
             raw = OmegaConf.load(client.download_artifacts(run_id, "config/config.yaml", tmp))
     except (MlflowException, OSError) as exc:
         raise PipelineError(f"run_id: no run {run_id!r} with a logged config in {mlflow.get_tracking_uri()}") from exc
+    # explore embeds as the run did: what its `auto` became there, or fp32 for runs from before the setting
+    precision = OmegaConf.select(raw, "stage.explore.precision", default=None)
+    if precision in (None, "auto"):
+        pinned = tags.get("explore.precision", "fp32" if precision is None else "auto")
+        OmegaConf.update(raw, "stage.explore.precision", pinned, force_add=True)
     raw = OmegaConf.merge(raw, OmegaConf.from_dotlist(overrides))
     logged_task = raw.get("task") or {"name": DEFAULT_TASK}  # runs logged before tasks were a choice
     task = OmegaConf.merge(OmegaConf.structured(get_task(logged_task["name"]).config_cls), logged_task)

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.console import before_after, format_logs, stage_line, ui_link
 from tests.conftest import cli_env, tiny_overrides
 
@@ -95,3 +97,27 @@ def test_long_inference_loops_show_a_bar_and_short_ones_print_nothing(monkeypatc
     bar = capsys.readouterr().err
     assert "logits:" in bar and "/15 " in bar and "rows/s" in bar, bar  # named, counting the 15 rows
     assert (shown == quick).all()  # the bar changes nothing in the outputs or their order
+
+
+def test_training_stopped_inside_a_callback_closes_its_bar(tiny_models, tmp_path):
+    """A pruned trial stops in a callback; its bar must not stay open under the next trial's (ESC[A in sweep logs)."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, TrainerCallback, TrainingArguments
+
+    from pipeline.finetune import ConsoleProgress, PipelineTrainer
+
+    class StopAtStep2(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                raise RuntimeError("stopped at step 2")
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"])
+    rows = Dataset.from_dict({"input_ids": [[2, 5, 6, 3]] * 16, "attention_mask": [[1] * 4] * 16, "labels": [0] * 16})
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=5, per_device_train_batch_size=4, report_to=[], disable_tqdm=False
+    )
+    trainer = PipelineTrainer(model=model, args=args, train_dataset=rows, callbacks=[StopAtStep2()])
+    with pytest.raises(RuntimeError, match="stopped at step 2"):
+        trainer.train()
+    progress = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ConsoleProgress)]
+    assert len(progress) == 1 and progress[0].training_bar is None

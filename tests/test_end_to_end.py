@@ -9,6 +9,8 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from pipeline.inference import embed_precision
+
 
 def test_mlflow_run_finished_with_metrics_and_artifacts(lora_run):
     cfg, run_dir, _ = lora_run
@@ -31,7 +33,7 @@ def test_mlflow_run_finished_with_metrics_and_artifacts(lora_run):
     ]:
         assert key in run.data.metrics, key
     assert run.data.tags["method"] == "lora"
-    assert run.data.tags["explore.precision"] in {"fp32", "bf16"}  # what stage.explore.precision=auto became
+    assert run.data.tags["explore.precision"] == embed_precision("auto")  # what stage.explore.precision became
     assert len(run.data.tags["git_commit"]) == 40
     assert run.data.params["method.r"] == "16"
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}

@@ -8,12 +8,14 @@ import shutil
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from omegaconf import OmegaConf
 from transformers import Trainer
 
-from pipeline.reproduce import reproduce
+from pipeline.reproduce import logged_config, reproduce
 from pipeline.runner import run_pipeline
 from tests.conftest import tiny_overrides
 
@@ -22,6 +24,10 @@ STAGES = "stages=[split,tokenize,train,evaluate]"
 
 def scores(results) -> dict[str, float]:
     return {k: v for k, v in results["evaluate"].metrics().items() if k != "cache_hit"}
+
+
+def summary_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
 
 
 def client_for(output_dir: Path) -> MlflowClient:
@@ -74,13 +80,35 @@ def test_explore_cache_is_keyed_by_what_precision_auto_became(
     from pipeline import inference
 
     overrides = [*tiny_overrides(tiny_models["bert"], synthetic_csv, tmp_path), "stages=[split,tokenize,explore]"]
+    runs = []
 
-    def hit(native: bool) -> bool:
+    def run(native: bool) -> bool:
         monkeypatch.setattr(inference, "native_bf16", lambda: native)
-        results = run_pipeline(compose_config(overrides), tmp_path / f"run{len(list(tmp_path.glob('run*')))}")
-        return results["explore"].cache_hit
+        runs.append(tmp_path / f"run{len(runs)}")
+        return run_pipeline(compose_config(overrides), runs[-1])["explore"].cache_hit
 
-    assert [hit(True), hit(False), hit(True)] == [False, False, True]
+    assert [run(True), run(False), run(True)] == [False, False, True]
+    embeddings = [np.load(path / "explore_base" / "embeddings.npy") for path in runs]
+    assert not np.array_equal(embeddings[0], embeddings[1])  # the stage really embedded in bf16, then in fp32
+    tags = [client_for(tmp_path).get_run(summary_of(path)["mlflow_run_id"]).data.tags for path in runs]
+    assert [t["explore.precision"] for t in tags] == ["bf16", "fp32", "bf16"]
+
+
+def test_reproduce_embeds_in_the_precision_the_run_used(reference, tmp_path):
+    """`auto` is pinned to what it became on the run's machine; runs from before the setting embedded in fp32."""
+    _, out, _ = reference
+    client = client_for(out)
+    run_id = summary_of(out / "a")["mlflow_run_id"]
+    assert logged_config(run_id, []).stage.explore.precision.value == "auto"  # explore did not run: nothing to pin
+    client.set_tag(run_id, "explore.precision", "bf16")
+    assert logged_config(run_id, []).stage.explore.precision.value == "bf16"
+    assert logged_config(run_id, ["stage.explore.precision=fp32"]).stage.explore.precision.value == "fp32"
+    config = OmegaConf.load(client.download_artifacts(run_id, "config/config.yaml", str(tmp_path)))
+    del config.stage.explore["precision"]  # as logged before the setting existed
+    OmegaConf.save(config, tmp_path / "config.yaml")
+    older = client.create_run(client.get_run(run_id).info.experiment_id).info.run_id
+    client.log_artifact(older, str(tmp_path / "config.yaml"), "config")
+    assert logged_config(older, []).stage.explore.precision.value == "fp32"
 
 
 def test_manifest_records_code_inputs_machine_and_splits(reference, synthetic_csv):

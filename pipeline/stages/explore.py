@@ -18,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from datasets import Dataset  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from sklearn.metrics import silhouette_score  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -113,6 +114,7 @@ def plot_panels(points: dict[str, np.ndarray], labels: np.ndarray, names: list[s
 def embed_and_project(
     ctx: RunContext, model: nn.Module, sample: Dataset, precision: str
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's pooled embeddings of `sample`, computed in `precision` (fp32 or bf16), and their 2-D UMAP."""
     cfg = ctx.cfg.stage.explore
     with autocast(precision):
         embeddings = ctx.task.embed(model, sample, ctx)
@@ -138,7 +140,8 @@ def run(ctx: RunContext) -> ExploreResult:
     labels, names = groups
     precision = embed_precision(value(ctx.cfg.stage.explore.precision))
     ctx.tracker.tags({"explore.precision": precision})
-    key = base_model_key(ctx.cfg, ctx.cfg.stage.explore, precision=precision)  # what `auto` became here
+    # Keyed by what `auto` became here, so a cache shared with a machine without native bf16 is not mixed up
+    key = base_model_key(ctx.cfg, OmegaConf.merge(ctx.cfg.stage.explore, {"precision": precision}))
     hit = ctx.cache.materialise(
         "explore_base", key, ctx.layout.base_explore, lambda out: build_base(ctx, sample, precision, out)
     )

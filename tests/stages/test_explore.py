@@ -66,7 +66,7 @@ def test_bf16_embeddings_are_fp32_arrays_within_plotting_precision_of_fp32(tiny_
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from pipeline.inference import autocast, embed
+    from pipeline.inference import autocast, device, embed
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
     model = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"])
@@ -80,5 +80,11 @@ def test_bf16_embeddings_are_fp32_arrays_within_plotting_precision_of_fp32(tiny_
     assert not np.array_equal(bf16, fp32)
     cosine = (bf16 * fp32).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(fp32, axis=1)
     assert cosine.min() > 0.99
+    kind = device().type
+    with autocast("bf16"):
+        assert torch.is_autocast_enabled(kind) and torch.get_autocast_dtype(kind) == torch.bfloat16
     with autocast("fp32"):
-        assert not torch.is_autocast_enabled("cpu")
+        assert not torch.is_autocast_enabled(kind)
+    assert not torch.is_autocast_enabled(kind)
+    with pytest.raises(ValueError, match="precision: 'auto'"):
+        autocast("auto")
