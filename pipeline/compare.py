@@ -314,7 +314,8 @@ def plot(frame: pd.DataFrame, path: Path, headline: str) -> None:
     ax.set_xlabel("trainable parameters (method + head; log scale)")
     ax.set_ylabel(f"test {headline.replace('_', ' ')}")
     split = "seeds as labelled" if several_seeds else "same split and seed"
-    ax.set_title(f"{headline.replace('_', ' ').capitalize()} vs trainable parameters ({split}), {LEVEL:.0%} intervals")
+    name = headline.replace("_", " ").capitalize()
+    ax.set_title(f"{name} vs trainable parameters\n({split}, {LEVEL:.0%} intervals)")  # one line overflows 7.5 in
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -34,7 +34,7 @@ from pipeline.distributed import rank, shared, world_size
 from pipeline.inference import resolved_precision
 from pipeline.methods import Method
 from pipeline.models import count_parameters
-from pipeline.stages.train import TrainResult, dir_size_mb, optimizer_name, peak_memory_mb
+from pipeline.stages.train import TrainResult, dir_size_mb, optimizer_name, peak_memory_mb, reset_peak_memory
 from pipeline.sweep import open_trial
 from pipeline.tracking import Tracker
 
@@ -301,8 +301,7 @@ def fine_tune(ctx: RunContext, method: Method) -> TrainResult:
     checkpoint = shared(lambda: last_complete_checkpoint(ctx.layout.checkpoints)) if cfg.resume else None
     resume_from = checkpoint is not None  # the Trainer restores weights, optimizer, scheduler and RNGs
     ctx.tracker.tags({"resumed_from_checkpoint": resume_from})
-    if torch.cuda.is_available():  # peak memory of this training alone, not of earlier stages in the process
-        torch.cuda.reset_peak_memory_stats()
+    reset_peak_memory()  # peak memory of this training alone, not of earlier stages or trials in the process
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     wall = time.perf_counter() - start

@@ -6,7 +6,9 @@ this stage checks what can be checked before any work, and records what training
 
 from __future__ import annotations
 
+import re
 import resource
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,13 +71,34 @@ def result_from_record(record: dict[str, Any]) -> TrainResult:
     return TrainResult(**{**record, "params": ParameterCounts(**record["params"])})
 
 
+def reset_peak_memory() -> None:
+    """Count peak_memory_mb from now on: a sweep's trials share one process, and an earlier trial's peak is not
+    this training's."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:  # Linux: "5" resets the process's peak RSS (VmHWM) to its current RSS, CUDA's reset for host memory
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # elsewhere the peak counts from the process's start
+
+
 def peak_memory_mb() -> float:
-    """Peak CUDA memory allocated if on GPU, else the process's peak RSS."""
+    """Peak CUDA memory allocated if on GPU, else the process's peak RSS (since reset_peak_memory on Linux)."""
     import torch
 
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        found = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    if found:
+        return int(found.group(1)) / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def dir_size_mb(path: Path) -> float:

@@ -41,3 +41,25 @@ def test_resume_skips_and_removes_checkpoints_interrupted_mid_write(tmp_path, ca
     assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-100"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-100", "checkpoint-40", "checkpoint-80"]
     assert "checkpoint-120 was interrupted while being written: removed" in caplog.text
+
+
+def test_peak_memory_counts_from_its_reset_not_from_an_earlier_trial():
+    """A sweep's trials share a process: a trial's peak must not be an earlier trial's (CPU: Linux's VmHWM)."""
+    import sys
+
+    import pytest
+
+    from pipeline.stages.train import peak_memory_mb, reset_peak_memory
+
+    import torch
+
+    if not sys.platform.startswith("linux") or torch.cuda.is_available():
+        pytest.skip("host memory: resetting the peak RSS needs Linux's /proc/self/clear_refs")
+    earlier = bytearray(400 * 2**20)  # an earlier trial's 400 MB, touched, then freed
+    del earlier
+    before = peak_memory_mb()
+    reset_peak_memory()
+    after = peak_memory_mb()
+    assert before - after > 300, (before, after)
+    bytearray(200 * 2**20)
+    assert peak_memory_mb() - after > 150
