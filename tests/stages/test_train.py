@@ -48,10 +48,9 @@ def test_peak_memory_counts_from_its_reset_not_from_an_earlier_trial():
     import sys
 
     import pytest
+    import torch
 
     from pipeline.stages.train import peak_memory_mb, reset_peak_memory
-
-    import torch
 
     if not sys.platform.startswith("linux") or torch.cuda.is_available():
         pytest.skip("host memory: resetting the peak RSS needs Linux's /proc/self/clear_refs")
