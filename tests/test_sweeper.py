@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import consumed, suggest
+from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import consumed, plot_study, suggest
 from pipeline.compare import main as compare_cli
 from pipeline.sweep import OVER_BUDGET_ATTR, RETRY_OF_ATTR, WORKER_ATTR, open_storage
 from tests.conftest import cli_env, tiny_overrides
@@ -404,3 +404,16 @@ def test_a_queued_retry_keeps_its_slot_against_a_trial_asked_after_it(tmp_path):
     assert sweeper.within_budget(study, [late]) == []
     retry = study.ask()
     assert retry.number == 2 and sweeper.within_budget(study, [retry]) == [retry]
+
+
+def test_study_plots_leave_the_process_plot_style_as_it_was(tmp_path):
+    """Optuna's matplotlib plots switch the style to ggplot for the whole process; the comparison plot a sweep draws
+    next must look as it does from any other command."""
+    import matplotlib
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), n_trials=4)
+    before = dict(matplotlib.rcParams)
+    plot_study(study, ["maximize"], tmp_path)
+    assert {p.name for p in tmp_path.glob("*.png")} >= {"history.png", "parallel_coordinates.png"}
+    assert dict(matplotlib.rcParams) == before

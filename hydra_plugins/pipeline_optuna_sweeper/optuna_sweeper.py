@@ -420,15 +420,18 @@ def plot_study(study: optuna.Study, directions: list[str], out: Path) -> None:
         "importances": ovm.plot_param_importances,
         "parallel_coordinates": ovm.plot_parallel_coordinate,
     }
-    for index in range(len(directions)):
-        suffix = "" if len(directions) == 1 else f"_objective{index}"
-        for name, plot in plots.items():
-            try:
-                kwargs = {} if len(directions) == 1 else {"target": lambda t, i=index: t.values[i]}
-                axes = plot(study, **kwargs)
-            except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ completed trials
-                log.info("no %s plot: %s", name, exc)
-                continue
-            figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
-            figure.savefig(out / f"{name}{suffix}.png", dpi=100, bbox_inches="tight")
-            plt.close(figure)
+    # Optuna's plots switch the process's style to ggplot (plt.style.use); rc_context puts it back afterwards, so
+    # the plots a sweep makes next (the comparison's) look as they do from any other command.
+    with matplotlib.rc_context():
+        for index in range(len(directions)):
+            suffix = "" if len(directions) == 1 else f"_objective{index}"
+            for name, plot in plots.items():
+                try:
+                    kwargs = {} if len(directions) == 1 else {"target": lambda t, i=index: t.values[i]}
+                    axes = plot(study, **kwargs)
+                except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ completed trials
+                    log.info("no %s plot: %s", name, exc)
+                    continue
+                figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
+                figure.savefig(out / f"{name}{suffix}.png", dpi=100, bbox_inches="tight")
+                plt.close(figure)
