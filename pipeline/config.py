@@ -55,7 +55,7 @@ class Padding(str, Enum):
 
 
 class Precision(str, Enum):
-    auto = "auto"  # bf16 on a CUDA device that supports it, else fp32
+    auto = "auto"  # bf16 on a CUDA device that computes it natively (compute capability 8.0+), else fp32
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"

@@ -21,13 +21,6 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolved_precision(name: str) -> str:
-    """`auto` -> bf16 on a GPU that supports it, else fp32; any other name is returned as given."""
-    if name != "auto":
-        return name
-    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
-
-
 def native_bf16() -> bool:
     """Whether this machine computes bf16 matmuls in hardware: a CUDA GPU of compute capability 8.0+, or a CPU with
     AVX512-BF16 or AMX (there, about twice fp32's speed; elsewhere bf16 is emulated, slower than fp32)."""
@@ -38,11 +31,12 @@ def native_bf16() -> bool:
     return any(probe() for probe in probes if probe is not None)
 
 
-def embed_precision(name: str) -> str:
-    """`auto` -> bf16 where native_bf16(), else fp32; fp32 and bf16 are returned as given."""
+def resolved_precision(name: str, cpu_bf16: bool = False) -> str:
+    """`auto` -> bf16 where the hardware computes it natively (native_bf16): on a GPU, and with cpu_bf16 on a CPU too
+    (for inference whose outputs tolerate it; CPU training stays fp32), else fp32. Other names are returned as given."""
     if name != "auto":
         return name
-    return "bf16" if native_bf16() else "fp32"
+    return "bf16" if (cpu_bf16 or torch.cuda.is_available()) and native_bf16() else "fp32"
 
 
 def autocast(precision: str) -> AbstractContextManager:
@@ -51,7 +45,7 @@ def autocast(precision: str) -> AbstractContextManager:
         return nullcontext()
     if precision == "bf16":
         return torch.autocast(device().type, dtype=torch.bfloat16)
-    raise ValueError(f"precision: {precision!r} is not fp32 or bf16 (resolve auto with embed_precision first)")
+    raise ValueError(f"precision: {precision!r} is not fp32 or bf16 (resolve auto with resolved_precision first)")
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.inference import embed_precision
+from pipeline.inference import resolved_precision
 
 
 def test_mlflow_run_finished_with_metrics_and_artifacts(lora_run):
@@ -33,7 +33,7 @@ def test_mlflow_run_finished_with_metrics_and_artifacts(lora_run):
     ]:
         assert key in run.data.metrics, key
     assert run.data.tags["method"] == "lora"
-    assert run.data.tags["explore.precision"] == embed_precision("auto")  # what stage.explore.precision became
+    assert run.data.tags["explore.precision"] == resolved_precision("auto", cpu_bf16=True)  # what `auto` became
     assert len(run.data.tags["git_commit"]) == 40
     assert run.data.params["method.r"] == "16"
     artifacts = {a.path for a in MlflowClient().list_artifacts(run.info.run_id)}

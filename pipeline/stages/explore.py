@@ -26,7 +26,7 @@ from pipeline.atomic import atomic_dir  # noqa: E402
 from pipeline.config import value  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
 from pipeline.fingerprints import base_model_key  # noqa: E402
-from pipeline.inference import autocast, embed_precision  # noqa: E402
+from pipeline.inference import autocast, resolved_precision  # noqa: E402
 from pipeline.results import StageResult  # noqa: E402
 
 
@@ -138,7 +138,7 @@ def run(ctx: RunContext) -> ExploreResult:
         ctx.tracker.tags({"explore.skipped": reason})
         return ExploreResult(silhouette={}, cache_hit=False, skipped_reason=reason)
     labels, names = groups
-    precision = embed_precision(value(ctx.cfg.stage.explore.precision))
+    precision = resolved_precision(value(ctx.cfg.stage.explore.precision), cpu_bf16=True)
     ctx.tracker.tags({"explore.precision": precision})
     # Keyed by what `auto` became here, so a cache shared with a machine without native bf16 is not mixed up
     key = base_model_key(ctx.cfg, OmegaConf.merge(ctx.cfg.stage.explore, {"precision": precision}))

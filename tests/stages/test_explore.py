@@ -49,14 +49,18 @@ def test_a_second_process_loads_umaps_compiled_code_and_projects_identically(tmp
     assert second["points"] == first["points"]
 
 
-def test_embedding_precision_auto_follows_the_hardware(monkeypatch):
+def test_precision_auto_follows_the_hardware_and_cpu_bf16_only_where_asked(monkeypatch):
     from pipeline import inference
 
-    assert inference.embed_precision("fp32") == "fp32" and inference.embed_precision("bf16") == "bf16"
+    assert inference.resolved_precision("fp32") == "fp32" and inference.resolved_precision("bf16") == "bf16"
+    monkeypatch.setattr(inference.torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(inference, "native_bf16", lambda: True)
-    assert inference.embed_precision("auto") == "bf16"
+    assert inference.resolved_precision("auto", cpu_bf16=True) == "bf16"  # explore's embeddings
+    assert inference.resolved_precision("auto") == "fp32"  # training on a CPU
     monkeypatch.setattr(inference, "native_bf16", lambda: False)
-    assert inference.embed_precision("auto") == "fp32"
+    assert inference.resolved_precision("auto", cpu_bf16=True) == "fp32"
+    monkeypatch.setattr(inference.torch.cuda, "is_available", lambda: True)  # a GPU that only emulates bf16
+    assert inference.resolved_precision("auto") == "fp32"
 
 
 def test_bf16_embeddings_are_fp32_arrays_within_plotting_precision_of_fp32(tiny_models):
