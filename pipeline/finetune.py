@@ -158,7 +158,9 @@ class MlflowStepLogger(TrainerCallback):
 class PruningCallback(TrainerCallback):
     """Reports the validation metric to the trial at each evaluation; raises TrialPruned when told to stop.
 
-    Under DDP only rank 0 holds the trial (`trial` None elsewhere); its verdict stops every rank.
+    The last evaluation is reported but never pruned: the trial has spent its whole budget by then, so stopping
+    saves nothing, and a PRUNED state would drop a finished run from the best-trial choice. Under DDP only rank 0
+    holds the trial (`trial` None elsewhere); its verdict stops every rank.
     """
 
     def __init__(self, trial: optuna.Trial | None, metric: str) -> None:
@@ -170,7 +172,7 @@ class PruningCallback(TrainerCallback):
 
         def verdict() -> bool:
             self.trial.report(float(metrics[self.key]), step=state.global_step)
-            return self.trial.should_prune()
+            return state.global_step < state.max_steps and self.trial.should_prune()
 
         if shared(verdict):
             raise optuna.TrialPruned(f"pruned at step {state.global_step} ({self.key}={metrics[self.key]:.4f})")

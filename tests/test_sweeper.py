@@ -417,3 +417,21 @@ def test_study_plots_leave_the_process_plot_style_as_it_was(tmp_path):
     plot_study(study, ["maximize"], tmp_path)
     assert {p.name for p in tmp_path.glob("*.png")} >= {"history.png", "parallel_coordinates.png"}
     assert dict(matplotlib.rcParams) == before
+
+
+def test_the_last_evaluation_is_reported_but_never_pruned():
+    """A trial told to stop at its final step has already run in full: it completes and stays a best-trial candidate."""
+    from types import SimpleNamespace
+
+    from pipeline.finetune import PruningCallback
+
+    class Always(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            return True
+
+    trial = optuna.create_study(direction="maximize", pruner=Always()).ask()
+    callback = PruningCallback(trial, "f1_macro")
+    with pytest.raises(optuna.TrialPruned, match="pruned at step 10"):
+        callback.on_evaluate(None, SimpleNamespace(global_step=10, max_steps=20), None, metrics={"eval_f1_macro": 0.5})
+    callback.on_evaluate(None, SimpleNamespace(global_step=20, max_steps=20), None, metrics={"eval_f1_macro": 0.6})
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {10: 0.5, 20: 0.6}
