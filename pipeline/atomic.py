@@ -5,17 +5,22 @@ A crash therefore never leaves a half-written directory or file that a later sta
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+
+log = logging.getLogger("pipeline")
 
 
 @contextmanager
@@ -43,6 +48,38 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def one_maker(directory: Path, field: str, making: str, timeout_s: float) -> Iterator[None]:
+    """Hold an exclusive lock on `directory` while this process makes an entry in it (`making`: what, for messages).
+
+    A second process that needs the same entry (the run's pre-flight check, another sweep worker) waits here, then
+    finds it made, instead of making it again and renaming its copy over the one the first is reading. The lock is
+    flock(2) on the directory (no file left behind; dropped when the process dies). The wait is bounded by
+    `timeout_s`, and says once what it is waiting for.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        deadline, told = time.monotonic() + timeout_s, False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise PipelineError(
+                        f"{field}: another process was still {making} after {timeout_s:.0f} s; "
+                        "expected it to finish (is it stuck? stop it and run again)"
+                    ) from None
+                if not told:
+                    log.info("%s: waiting for another process %s (up to %.0f s) ...", field, making, timeout_s)
+                    told = True
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-.+$")

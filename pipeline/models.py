@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 
+GGUF_CONVERSION_WAIT_S = 1800  # a 135M model converts in seconds; a large one on a slow disk, in minutes
+
 if TYPE_CHECKING:
     from torch import nn
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
@@ -77,7 +79,7 @@ def converted_gguf(location: str, name: str, root: Path) -> Path:
     transformers loads GGUF with `gguf_file=` (dequantizing), but refuses to save such a model while it still
     carries the quantizer's attributes, so they are cleared first; conversion.json records what the weights came from.
     """
-    from pipeline.atomic import atomic_dir, write_json
+    from pipeline.atomic import one_maker
     from pipeline.fingerprints import sha256_file
 
     source = Path(location) / name
@@ -96,8 +98,18 @@ def converted_gguf(location: str, name: str, root: Path) -> Path:
     out = root / f"gguf-{sha[:16]}"
     if (out / "conversion.json").is_file():
         return out
+    with one_maker(root, "model.gguf_file", f"converting {name} into {out}", GGUF_CONVERSION_WAIT_S):
+        if not (out / "conversion.json").is_file():  # made by another process while this one waited
+            _convert_gguf(source, sha, out)
+    return out
+
+
+def _convert_gguf(source: Path, sha: str, out: Path) -> None:
+    """Load the GGUF file (dequantizing) and save it as a transformers folder `out`, with conversion.json."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipeline.atomic import atomic_dir, write_json
 
     with atomic_dir(out) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
@@ -117,7 +129,6 @@ def converted_gguf(location: str, name: str, root: Path) -> Path:
                 "saved_as": "float32, dequantized from the GGUF file's types",
             },
         )
-    return out
 
 
 def conversion_of(model_cfg: Any) -> dict[str, Any] | None:

