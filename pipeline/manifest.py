@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -25,8 +26,13 @@ def _git(*args: str) -> str | None:
         return None
 
 
+@functools.cache
 def git_state() -> dict[str, Any]:
-    """Commit and whether tracked files differ from it (a dirty run cannot be reproduced from the commit)."""
+    """Commit and whether tracked files differ from it (a dirty run cannot be reproduced from the commit).
+
+    Read once per process: a multirun's later jobs run the code this process imported for its first, so a commit
+    made mid-sweep must not be recorded as theirs.
+    """
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}

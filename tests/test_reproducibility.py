@@ -183,3 +183,29 @@ def test_manifest_records_the_package_copy_that_imports(tmp_path, monkeypatch):
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: twice-installed\nVersion: {version}\n")
         monkeypatch.syspath_prepend(str(tmp_path / folder))
     assert installed_packages()["twice-installed"] == "2.0"
+
+
+def test_manifest_git_state_is_the_one_the_process_started_with(tmp_path, monkeypatch):
+    """A multirun's later jobs run the code imported for the first: a commit made mid-sweep is not theirs."""
+    import subprocess
+
+    from pipeline.manifest import git_state
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True
+        )
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("commit", "-qm", "first")
+    monkeypatch.chdir(tmp_path)
+    git_state.cache_clear()
+    first = git_state()
+    (tmp_path / "code.py").write_text("x = 2\n")
+    git("commit", "-qam", "second, mid-sweep")
+    assert git_state() == first and first["dirty"] is False and len(first["commit"]) == 40
+    git_state.cache_clear()
+    assert git_state()["commit"] != first["commit"]  # a new process would see the new commit
+    git_state.cache_clear()  # leave no tmp_path state behind for later tests in this process
