@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import subprocess
@@ -26,16 +25,26 @@ def _git(*args: str) -> str | None:
         return None
 
 
-@functools.cache
+_STARTED_AT: dict[str, Any] = {}  # the first git reading this process took, for git_state
+
+
 def git_state() -> dict[str, Any]:
     """Commit and whether tracked files differ from it (a dirty run cannot be reproduced from the commit).
 
-    Read once per process: a multirun's later jobs run the code this process imported for its first, so a commit
-    made mid-sweep must not be recorded as theirs.
+    A multirun runs every job in one process: modules imported for the first job stay as they were, while later jobs
+    read the config files and lazily imported stages anew. So when the commit or the tracked files changed since the
+    process's first reading, neither commit alone made the run: it is recorded dirty, with the commit it started at.
     """
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
+    state: dict[str, Any] = {"commit": commit or "unknown", "dirty": bool(status) if status is not None else None}
+    if commit is None or status is None:
+        return state
+    first = _STARTED_AT.setdefault("reading", (commit, status))
+    if first != (commit, status):
+        state["dirty"] = True
+        state["process_started_at"] = first[0]
+    return state
 
 
 def cpu_model() -> str:

@@ -185,27 +185,26 @@ def test_manifest_records_the_package_copy_that_imports(tmp_path, monkeypatch):
     assert installed_packages()["twice-installed"] == "2.0"
 
 
-def test_manifest_git_state_is_the_one_the_process_started_with(tmp_path, monkeypatch):
-    """A multirun's later jobs run the code imported for the first: a commit made mid-sweep is not theirs."""
+def test_a_commit_made_while_a_process_runs_marks_its_later_runs_dirty(tmp_path, monkeypatch):
+    """A multirun's later jobs run modules imported for the first: a commit made mid-sweep is not all of their code."""
     import subprocess
 
-    from pipeline.manifest import git_state
+    from pipeline import manifest
 
     def git(*args: str) -> None:
-        subprocess.run(
-            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True
-        )
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+        subprocess.run(command, cwd=tmp_path, check=True, capture_output=True)
 
     git("init", "-q")
     (tmp_path / "code.py").write_text("x = 1\n")
     git("add", "code.py")
     git("commit", "-qm", "first")
     monkeypatch.chdir(tmp_path)
-    git_state.cache_clear()
-    first = git_state()
+    monkeypatch.setattr(manifest, "_STARTED_AT", {})  # a new process
+    first = manifest.git_state()
+    assert first["dirty"] is False and len(first["commit"]) == 40 and "process_started_at" not in first
+    assert manifest.git_state() == first  # nothing changed: a clean, reproducible run
     (tmp_path / "code.py").write_text("x = 2\n")
     git("commit", "-qam", "second, mid-sweep")
-    assert git_state() == first and first["dirty"] is False and len(first["commit"]) == 40
-    git_state.cache_clear()
-    assert git_state()["commit"] != first["commit"]  # a new process would see the new commit
-    git_state.cache_clear()  # leave no tmp_path state behind for later tests in this process
+    later = manifest.git_state()
+    assert later["dirty"] is True and later["process_started_at"] == first["commit"] != later["commit"]
