@@ -158,6 +158,7 @@ def embed(
     def pooled(batch: dict[str, torch.Tensor]) -> np.ndarray:
         batch = {k: v.to(device()) for k, v in batch.items()}
         hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
+        hidden = hidden[:, -batch["input_ids"].shape[1] :]  # prompt and p-tuning prepend virtual-token positions
         if pooling == "cls":
             return hidden[:, 0].cpu().numpy()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

@@ -92,3 +92,28 @@ def test_bf16_embeddings_are_fp32_arrays_within_plotting_precision_of_fp32(tiny_
     assert not torch.is_autocast_enabled(kind)
     with pytest.raises(ValueError, match="precision: 'auto'"):
         autocast("auto")
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_a_prompt_tuned_model_is_pooled_over_the_rows_own_tokens(tiny_models, pooling):
+    """Prompt tuning prepends virtual tokens to the hidden states: the row's mask and its CLS are after them."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from pipeline.inference import embed
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["bert"])
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(tiny_models["bert"])
+    model = get_peft_model(base, PromptTuningConfig(task_type=TaskType.SEQ_CLS, num_virtual_tokens=5)).eval()
+    texts = ["alpha beta", "gamma delta epsilon zeta eta", "theta"]
+    vectors = embed(model, Dataset.from_dict(dict(tokenizer(texts))), tokenizer, 8, pooling)
+    for text, vector in zip(texts, vectors, strict=True):
+        one = tokenizer([text], return_tensors="pt")  # alone: no padding
+        with torch.inference_mode():
+            hidden = model(**one, output_hidden_states=True).hidden_states[-1][0, 5:]  # after the 5 virtual tokens
+        expected = hidden[0] if pooling == "cls" else hidden.mean(0)
+        np.testing.assert_allclose(vector, expected.numpy(), rtol=1e-4, atol=1e-5)
