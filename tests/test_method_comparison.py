@@ -17,7 +17,7 @@ from pipeline.ui import links
 from tests.conftest import tiny_overrides
 from tests.test_cli import run_cli
 
-STAGES = "stages=[split,tokenize,train,evaluate,errors,merge,export]"
+STAGES = "stages=[split,tokenize,train,explore,evaluate,errors,merge,export]"  # all of them, as a default run
 ACCOUNTING = {
     "params_total",
     "params_trainable",
@@ -60,6 +60,8 @@ def test_every_method_runs_the_same_stages_with_the_same_accounting(
     assert 0 < train["saved_mb"] and 0 < train["samples_per_s"]
     accuracy = results["evaluate"].metrics()["test_accuracy"]
     assert 0.0 <= accuracy <= 1.0
+    explored = results["explore"].silhouette  # the trained model's embeddings too, virtual tokens or not
+    assert ("trained" in explored) == (method.explore_skip_reason is None) and "base" in explored
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["method"] == name and summary["stages"]["train"]["params_trainable_method"] > 0
     if method.merge_skip_reason:
