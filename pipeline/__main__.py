@@ -84,8 +84,12 @@ class _HeldStderr(io.TextIOBase):
             self.stream.write(self.held.getvalue())
 
 
-def compose_error(report: str) -> str:
+def compose_error(report: str, args: list[str]) -> str:
     """Hydra's report of a config it could not compose, as one line naming the key or group."""
+    if "override_grammar" in report:  # a syntax error: Hydra's report may not say in which override
+        unparsable = unparsable_override([a for a in args if "=" in a and not a.startswith("-")])
+        if unparsable:
+            return unparsable
     missing = re.search(r"Could not find '([^']+)'", report)
     if missing:  # an unknown option of a group: `method=nope`, `+experiment=nope`
         group, _, name = missing.group(1).rpartition("/")
@@ -95,7 +99,26 @@ def compose_error(report: str) -> str:
     lines = [line.strip().rstrip(".") for line in report.splitlines() if line.strip()]
     lines = [line for line in lines if not re.match(r"(full_key|\w+_type=)", line) and "HYDRA_FULL_ERROR" not in line]
     found = re.search(r"full_key: (\S+)", report) or re.search(r"override '([^']+)'", report)
-    return f"{found.group(1)}: " * bool(found) + "; ".join(lines)
+    return (f"{found.group(1)}: " if found else "") + "; ".join(lines)
+
+
+def unparsable_override(overrides: list[str]) -> str | None:
+    """The first of `overrides` that Hydra's grammar rejects, as one line naming its key; None if all parse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_override(override)
+        except HydraException as exc:
+            key = re.split(r"[=@]", override.lstrip("+~"), maxsplit=1)[0]
+            reason = str(exc).splitlines()[0].split(" expecting {", 1)[0]  # not the grammar's list of tokens
+            return (
+                f"{key}: cannot parse the override {override!r} ({reason}); quote a value with special characters, "
+                """e.g. 'key=["a==1"]' (https://hydra.cc/docs/advanced/override_grammar/basic)"""
+            )
+    return None
 
 
 if __name__ == "__main__":
@@ -113,7 +136,7 @@ if __name__ == "__main__":
         # crash; before the run started that is the user's mistake: one line, exit 2.
         if exc.code == 1 and not _task_started:
             sys.stderr = _HELD.stream
-            print(f"error: {compose_error(_HELD.held.getvalue())}", file=sys.stderr)
+            print(f"error: {compose_error(_HELD.held.getvalue(), sys.argv[1:])}", file=sys.stderr)
             sys.exit(2)
         raise
     finally:
