@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import threading
 import urllib.error
 import urllib.request
@@ -109,7 +110,7 @@ def offline_command(cfg: Any, overrides: list[str], fields: list[str], offline_m
         else:
             add.append("data=csv data.path=<your .csv/.jsonl/.parquet file>")
     kept = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".", 1)[0] not in drop]
-    return " ".join(["python -m pipeline", *kept, *add])
+    return " ".join(["python -m pipeline", *map(shlex.quote, kept), *add])  # to paste into a shell as it is
 
 
 def check_hub(cfg: Any, overrides: list[str], offline_model: str | None) -> None:

@@ -50,7 +50,7 @@ def test_missing_hub_model_and_data_name_both_fields_and_the_offline_command(
 ):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(hub, "SHARED_AG_NEWS", empty_hf_cache)  # the shared copy, where it exists, is named
-    overrides = ["+experiment=agnews_lora", "train.epochs=2"]
+    overrides = ["+experiment=agnews_lora", "train.epochs=2", "stages=[split, tokenize]"]
     cfg = compose_config(overrides)
     with pytest.raises(PipelineError) as caught:
         hub.check_hub(cfg, overrides, "minilm")
@@ -59,8 +59,8 @@ def test_missing_hub_model_and_data_name_both_fields_and_the_offline_command(
         "model.name_or_path='distilbert-base-uncased', data.name='fancyzhx/ag_news': not in the local Hugging Face "
         "cache, and HF_HUB_OFFLINE=1 is set; "
     )
-    assert message.endswith(
-        "offline: python -m pipeline +experiment=agnews_lora train.epochs=2 "
+    assert message.endswith(  # quoted where the shell would otherwise split or glob it
+        "offline: python -m pipeline +experiment=agnews_lora train.epochs=2 'stages=[split, tokenize]' "
         f"model=minilm data=ag_news_csv data.dir={empty_hf_cache}"
     )
     assert "\n" not in message
