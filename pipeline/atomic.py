@@ -59,9 +59,12 @@ def one_maker(entry: Path, field: str, making: str, timeout_s: float) -> Iterato
     `.NAME.lock` beside the entry (dropped when the holder dies, SIGKILL included); once it is held, what a killed
     earlier maker left (`.NAME.tmp-*`, `.NAME.old-*`) is cleared. The wait is bounded and says whom it waits for.
     """
-    entry.parent.mkdir(parents=True, exist_ok=True)
     lock = entry.parent / f".{entry.name}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDONLY | os.O_CREAT, 0o644)  # flock needs no write access: a shared cache works
+    except OSError as exc:
+        raise PipelineError(f"{field}: cannot create the lock file {lock} ({exc.strerror or exc})") from exc
     try:
         deadline, told = time.monotonic() + timeout_s, False
         while True:
@@ -96,13 +99,14 @@ def one_maker(entry: Path, field: str, making: str, timeout_s: float) -> Iterato
 
 def lock_holder(path: Path) -> str:
     """The process holding a flock on `path`, from /proc/locks (Linux), as `pid N: its command line`."""
-    inode = os.stat(path).st_ino
+    st = os.stat(path)
+    file_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"  # as /proc/locks writes it
     try:
         lines = Path("/proc/locks").read_text().splitlines()
     except OSError:
         return "its process is not known on this system"
     for fields in (line.split() for line in lines):
-        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+        if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == file_id:
             pid = fields[4]
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")

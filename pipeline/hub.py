@@ -105,7 +105,11 @@ def offline_command(cfg: Any, overrides: list[str], fields: list[str], offline_m
     if "data.name" in fields:
         drop.add("data")
         if str(cfg.data.name).rsplit("/", 1)[-1] == "ag_news":
-            folder = SHARED_AG_NEWS if SHARED_AG_NEWS.is_dir() else "<folder with AG News train.csv/test.csv>"
+            folder = (
+                shlex.quote(str(SHARED_AG_NEWS))
+                if SHARED_AG_NEWS.is_dir()
+                else "<folder with AG News train.csv/test.csv>"
+            )
             add.append(f"data=ag_news_csv data.dir={folder}")
         else:
             add.append("data=csv data.path=<your .csv/.jsonl/.parquet file>")

