@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -146,6 +147,27 @@ def predict_logits(
         return model(**{k: v.to(device()) for k, v in batch.items()}).logits.float().cpu().numpy()
 
     return in_length_order(dataset, tokenizer, batch_size, logits, "logits")
+
+
+class EncoderStates(nn.Module):
+    """An encoder-decoder model run whole for its encoder's hidden states (`embed` reads `.hidden_states`).
+
+    Not the encoder module alone: a peft prompt (prompt tuning, p-tuning) is prepended to the encoder's input by the
+    peft wrapper's forward, so the encoder alone would show a prompt-tuned model as unchanged. One decoder step
+    (the start token) is the price of the whole forward.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.start = getattr(model, "get_base_model", lambda: model)().config.decoder_start_token_id
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> Any:
+        start = torch.full((len(input_ids), 1), self.start, dtype=input_ids.dtype, device=input_ids.device)
+        out = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=start, output_hidden_states=True
+        )
+        return SimpleNamespace(hidden_states=out.encoder_hidden_states)
 
 
 @torch.inference_mode()

@@ -381,3 +381,25 @@ def test_smollm2_converts_once_from_its_gguf_file_and_records_where_its_weights_
     model = AutoModelForCausalLM.from_pretrained(path)  # a plain folder now: no gguf needed to load it
     assert type(model).__name__ == "LlamaForCausalLM" and tokenizer.chat_template
     assert get_task("causal_lm").owns(model)
+
+
+def test_explore_embeds_a_prompt_tuned_seq2seq_model_with_its_prompt(tiny_generative):
+    """The encoder module alone never sees a peft prompt: explore would show prompt tuning as no change at all."""
+    import numpy as np
+    from datasets import Dataset
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    from pipeline.inference import embed
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generative["t5"])
+    torch.manual_seed(0)
+    base = AutoModelForSeq2SeqLM.from_pretrained(tiny_generative["t5"])
+    rows = Dataset.from_dict(dict(tokenizer(["alpha beta", "gamma delta epsilon zeta", "eta"])))
+    task = get_task("seq2seq")
+    before = embed(task.embedding_model(base), rows, tokenizer, 8, "mean")
+    encoder_alone = embed(base.get_encoder(), rows, tokenizer, 8, "mean")
+    np.testing.assert_allclose(before, encoder_alone, rtol=1e-4, atol=1e-5)  # no prompt: the encoder's own states
+    model = get_peft_model(base, PromptTuningConfig(task_type=TaskType.SEQ_2_SEQ_LM, num_virtual_tokens=4))
+    torch.nn.init.normal_(model.prompt_encoder["default"].embedding.weight)  # a prompt that has learned something
+    after = embed(task.embedding_model(model), rows, tokenizer, 8, "mean")
+    assert after.shape == before.shape and not np.allclose(after, before, atol=1e-3)

@@ -75,4 +75,6 @@ class Seq2Seq(GenerativeTask):
         return model(**inputs, decoder_input_ids=decoder_input_ids).logits, labels
 
     def embedding_model(self, model: nn.Module) -> nn.Module:
-        return getattr(model, "get_base_model", lambda: model)().get_encoder()  # the prompt's representation
+        from pipeline.inference import EncoderStates
+
+        return EncoderStates(model)  # the prompt's representation, with a learned peft prompt where there is one
