@@ -71,14 +71,14 @@ def one_maker(entry: Path, field: str, making: str, timeout_s: float) -> Iterato
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
-                holder = lock_holder(lock)
+            except BlockingIOError:  # /proc/locks is read only to say who holds it: once, and on giving up
                 if time.monotonic() >= deadline:
                     raise PipelineError(
-                        f"{field}: another process ({holder}) was still {making} after {timeout_s:.0f} s; "
+                        f"{field}: another process ({lock_holder(lock)}) was still {making} after {timeout_s:.0f} s; "
                         "expected it to finish (stop it if it is stuck, then run again)"
                     ) from None
                 if not told:
+                    holder = lock_holder(lock)
                     log.info(
                         "%s: waiting for another process (%s) %s, up to %.0f s ...", field, holder, making, timeout_s
                     )
