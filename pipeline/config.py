@@ -40,8 +40,9 @@ class DataSource(str, Enum):
 
 
 class Pooling(str, Enum):
-    cls = "cls"
-    mean = "mean"
+    cls = "cls"  # the first position: an encoder's CLS token
+    mean = "mean"  # the attention-masked mean over the row's tokens
+    last = "last"  # the row's last real token: what a decoder-only model has read the whole row by
 
 
 class Sampling(str, Enum):

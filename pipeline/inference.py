@@ -174,7 +174,8 @@ class EncoderStates(nn.Module):
 def embed(
     model: nn.Module, dataset: Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int, pooling: str
 ) -> np.ndarray:
-    """Sentence embeddings from the encoder's last hidden layer: CLS token or attention-masked mean."""
+    """Sentence embeddings from the model's last hidden layer: the first (CLS) token, the attention-masked mean, or
+    the last real token (found by the mask, so left and right padding alike)."""
     model.eval().to(device())
 
     def pooled(batch: dict[str, torch.Tensor]) -> np.ndarray:
@@ -183,6 +184,10 @@ def embed(
         hidden = hidden[:, -batch["input_ids"].shape[1] :]  # prompt and p-tuning prepend virtual-token positions
         if pooling == "cls":
             return hidden[:, 0].cpu().numpy()
+        if pooling == "last":
+            attended = batch["attention_mask"]
+            last = attended.shape[1] - 1 - attended.flip(-1).argmax(-1)
+            return hidden[torch.arange(len(hidden), device=hidden.device), last].cpu().numpy()
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)).cpu().numpy()
 

@@ -44,10 +44,16 @@ def _stage_function(stage: Stage, name: str) -> Callable[..., Any]:
     return call
 
 
+def _check_explore(cfg: DictConfig, task: Task, _method: BaseMethod) -> None:
+    """explore's pre-flight check, kept out of its module: importing that loads matplotlib and scikit-learn."""
+    task.check_pooling(value(cfg.stage.explore.pooling))
+
+
 STAGES: dict[Stage, Callable[[RunContext], StageResult]] = {stage: _stage_function(stage, "run") for stage in Stage}
 # Checks a stage runs before any stage does work: a bad setting fails in seconds, not after the split.
 CHECKS: dict[Stage, Callable[[DictConfig, Task, BaseMethod], None]] = {
-    Stage.train: _stage_function(Stage.train, "check")
+    Stage.train: _stage_function(Stage.train, "check"),
+    Stage.explore: _check_explore,
 }
 
 

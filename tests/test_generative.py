@@ -286,6 +286,16 @@ def test_a_classification_metric_for_a_generative_task_is_refused_before_any_wor
         )
 
 
+def test_cls_pooling_of_a_decoder_only_model_is_refused_before_any_work(
+    tmp_path, tiny_generative, synthetic_gen_csv, compose_config
+):
+    """Its first position has seen one token (or padding): explore would plot noise, after the whole training."""
+    message = r"^stage\.explore\.pooling: cls does not suit task causal_lm \(.*\); expected one of \['mean', 'last'\]$"
+    with pytest.raises(PipelineError, match=message):
+        run(compose_config, tiny_generative, synthetic_gen_csv, tmp_path, "llama", "stage.explore.pooling=cls")
+    assert not (tmp_path / "run" / "split").exists()
+
+
 def test_a_hub_model_name_reaches_from_pretrained_unchanged(monkeypatch):
     from pipeline.models import load_pretrained
 

@@ -59,6 +59,8 @@ class Task(ABC):
     # The model's loss averages over label tokens the Trainer counts for it (num_items_in_batch); under DDP the count
     # must then span all ranks. False: a mean over the rank's own rows (classification), which DDP averages right.
     token_level_loss: ClassVar[bool] = False
+    # stage.explore.pooling values that mean nothing for the task's models, each with the reason its error gives
+    pooling_faults: ClassVar[dict[str, str]] = {}
 
     # --- model -------------------------------------------------------------------------------------
     @abstractmethod
@@ -144,6 +146,17 @@ class Task(ABC):
 
         cfg = ctx.cfg.stage.explore
         return embed(model, rows, ctx.tokenizer, cfg.batch_size, value(cfg.pooling))
+
+    def check_pooling(self, pooling: str) -> None:
+        """Before any stage runs: a stage.explore.pooling the task's models give meaning to, or a PipelineError."""
+        from pipeline.config import Pooling
+
+        if pooling in self.pooling_faults:
+            usable = [p.value for p in Pooling if p.value not in self.pooling_faults]
+            raise PipelineError(
+                f"stage.explore.pooling: {pooling} does not suit task {self.name} ({self.pooling_faults[pooling]}); "
+                f"expected one of {usable}"
+            )
 
     def parity_logits(self, model: nn.Module, rows: Dataset, ctx: RunContext) -> np.ndarray:
         """The logits `merge` compares before and after folding the adapter in, for tokenized rows."""

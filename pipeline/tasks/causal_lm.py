@@ -49,6 +49,10 @@ class CausalLM(GenerativeTask):
     config_cls = CausalLMConfig
     peft_task_type = "CAUSAL_LM"
     offline_model = "smollm2"
+    pooling_faults = {
+        "cls": "a decoder-only model computes the first position from the first token alone, "
+        "and from padding on a left-padded row"
+    }
 
     def auto_class(self) -> type:
         from transformers import AutoModelForCausalLM

@@ -117,3 +117,24 @@ def test_a_prompt_tuned_model_is_pooled_over_the_rows_own_tokens(tiny_models, po
             hidden = model(**one, output_hidden_states=True).hidden_states[-1][0, 5:]  # after the 5 virtual tokens
         expected = hidden[0] if pooling == "cls" else hidden.mean(0)
         np.testing.assert_allclose(vector, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_last_pooling_takes_each_rows_last_real_token_whichever_side_pads(tiny_generative, side):
+    """A decoder-only model has read the whole row only at its last token; padding must not be taken for it."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipeline.inference import embed
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_generative["llama"], padding_side=side)
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(tiny_generative["llama"]).eval()
+    texts = ["alpha beta", "gamma delta epsilon zeta eta", "theta"]
+    vectors = embed(model, Dataset.from_dict(dict(tokenizer(texts))), tokenizer, 8, "last")
+    for text, vector in zip(texts, vectors, strict=True):
+        with torch.inference_mode():
+            hidden = model(**tokenizer([text], return_tensors="pt"), output_hidden_states=True).hidden_states[-1]
+        np.testing.assert_allclose(vector, hidden[0, -1].numpy(), rtol=1e-4, atol=1e-5)
