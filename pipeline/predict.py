@@ -70,6 +70,17 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
         raise PipelineError(f"--output: unsupported file type {suffix!r}; expected .csv, .jsonl or .parquet")
 
 
+def positive_int(text: str) -> int:
+    """argparse type for a count such as --batch-size: an integer of at least 1."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return number
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a run directory, an export directory or a model directory")
@@ -77,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="default: <input stem>.predictions.csv beside the input")
     parser.add_argument("--backend", default="onnx", choices=BACKENDS)
     parser.add_argument("--text-column", default="text")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     args = parser.parse_args(argv)
     output = args.output or args.input.with_name(f"{args.input.stem}.predictions.csv")
     try:

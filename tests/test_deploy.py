@@ -106,6 +106,11 @@ def test_predict_cli_bad_arguments_exit_2(lora_run, tmp_path, capsys):
     assert predict_main([str(run_dir), str(tmp_path / "in.csv"), "--text-column", "body"]) == 2
     assert "error: --text-column: column 'body' not in input" in capsys.readouterr().err
     assert predict_main([str(tmp_path / "nope"), str(tmp_path / "in.csv")]) == 2
+    for size in ("0", "-3", "many"):  # argparse's usage line, then one error line, exit 2
+        with pytest.raises(SystemExit) as stopped:
+            predict_main([str(run_dir), str(tmp_path / "in.csv"), "--batch-size", size])
+        assert stopped.value.code == 2
+        assert f"argument --batch-size: expected a positive integer, got '{size}'" in capsys.readouterr().err
 
 
 def test_pyfunc_model_loads_and_predicts(lora_run):
