@@ -18,13 +18,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import Config
+import pipeline
+from pipeline.config import Config, PathsConfig
 from pipeline.errors import PipelineError
 from pipeline.methods import get_method
 from pipeline.process import skip_exit_collection
 from pipeline.runner import run_pipeline
 from pipeline.tasks import DEFAULT_TASK, get_task
-from pipeline.tracking import store_locations
+from pipeline.tracking import existing_store
 
 
 def logged_config(run_id: str, overrides: list[str]) -> DictConfig:
@@ -52,7 +53,8 @@ def logged_config(run_id: str, overrides: list[str]) -> DictConfig:
 
 def reproduce(run_id: str, overrides: list[str], resume: bool, tracking_uri: str | None) -> Path:
     """Rerun `run_id`; returns the run directory used."""
-    mlflow.set_tracking_uri(tracking_uri or store_locations(OmegaConf.structured(Config))[0])
+    field = "MLFLOW_TRACKING_URI" if tracking_uri is None and pipeline.LAUNCH_TRACKING_URI else "--tracking-uri"
+    mlflow.set_tracking_uri(existing_store(tracking_uri, PathsConfig.output_dir, field))
     cfg = logged_config(run_id, overrides)
     if resume:
         run_dir = Path(MlflowClient().get_run(run_id).data.tags.get("run_dir", ""))

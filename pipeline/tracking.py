@@ -54,6 +54,20 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
     return uri, root
 
 
+def existing_store(uri: str | None, output_dir: str, field: str) -> str:
+    """The tracking URI of a store to read a past run from: `uri`, else $MLFLOW_TRACKING_URI, else the sqlite store
+    under `output_dir`. Unlike store_locations, a sqlite file that is not there is an error naming `field`, not a
+    new empty store, and a server that does not answer fails after the same bounded wait."""
+    uri = uri or pipeline.LAUNCH_TRACKING_URI or f"sqlite:///{Path(output_dir).expanduser().resolve() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///")).expanduser()
+        if not db.is_file():
+            raise PipelineError(f"{field}: no MLflow store at {db} (no run has been tracked there)")
+    elif uri.startswith(("http://", "https://")):
+        wait_for_server(uri, SERVER_WAIT_S, field=field)
+    return uri
+
+
 def open_sqlite_store(uri: str, db: Path) -> None:
     """Create and migrate the store under a file lock: sweep workers starting together would otherwise race
     through MLflow's schema migrations on the same file."""
@@ -66,7 +80,9 @@ def open_sqlite_store(uri: str, db: Path) -> None:
         raise PipelineError(f"tracking.uri: cannot open the sqlite store {db} ({exc.strerror or exc})") from exc
 
 
-def wait_for_server(uri: str, wait_s: float, process: subprocess.Popen | None = None) -> None:
+def wait_for_server(
+    uri: str, wait_s: float, process: subprocess.Popen | None = None, field: str = "tracking.uri"
+) -> None:
     """Return once the MLflow server at `uri` answers its /health check; fail after `wait_s` seconds, or as soon
     as `process` (the server, when we started it) has exited.
 
@@ -76,7 +92,7 @@ def wait_for_server(uri: str, wait_s: float, process: subprocess.Popen | None = 
     deadline = time.monotonic() + wait_s
     while True:
         if process is not None and process.poll() is not None:
-            raise PipelineError(f"tracking.uri: the MLflow server for {uri} exited with code {process.returncode}")
+            raise PipelineError(f"{field}: the MLflow server for {uri} exited with code {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=max(1.0, min(5.0, deadline - time.monotonic()))) as reply:
                 if reply.status == 200:
@@ -86,8 +102,8 @@ def wait_for_server(uri: str, wait_s: float, process: subprocess.Popen | None = 
             problem = str(getattr(exc, "reason", exc))
         if time.monotonic() >= deadline:
             raise PipelineError(
-                f"tracking.uri: no MLflow server answered GET {url} within {wait_s:.0f} s ({problem}); "
-                "start it (make services) or point tracking.uri at a running one"
+                f"{field}: no MLflow server answered GET {url} within {wait_s:.0f} s ({problem}); "
+                f"start it (make services) or point {field} at a running one"
             )
         time.sleep(0.5)
 

@@ -65,6 +65,27 @@ def test_a_tracking_server_that_does_not_answer_fails_in_seconds_naming_tracking
     assert "refused" in message and "\n" not in message
 
 
+def test_reading_a_past_run_never_creates_a_store_and_waits_boundedly_for_a_server(tmp_path, monkeypatch, capsys):
+    from pipeline.reproduce import main as reproduce_main
+
+    missing = tmp_path / "nowhere" / "team.db"
+    assert reproduce_main(["0123abc", "--tracking-uri", f"sqlite:///{missing}"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --tracking-uri: no MLflow store at {missing} (no run has been tracked there)\n"
+    )
+    assert not missing.parent.exists()  # MLflow would have made the folder and an empty store in it
+    monkeypatch.chdir(tmp_path)  # the default store, outputs/mlflow.db, is not there either
+    with pytest.raises(PipelineError, match=r"^--tracking-uri: no MLflow store at .*outputs/mlflow\.db"):
+        tracking.existing_store(None, "outputs", "--tracking-uri")
+    assert not (tmp_path / "outputs").exists()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(tracking, "SERVER_WAIT_S", 1.0)
+    with pytest.raises(PipelineError, match=r"^--tracking-uri: no MLflow server answered .* within 1 s"):
+        tracking.existing_store(f"http://127.0.0.1:{port}", "outputs", "--tracking-uri")
+
+
 def test_sigterm_during_a_write_is_raised_once_the_write_has_finished():
     previous = signal.signal(signal.SIGTERM, tracking._SigtermGate.handle)
     finished = []
