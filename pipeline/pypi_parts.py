@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        known = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
+        unknown = [name for name in args.models if name not in known]  # before a fetch that may take minutes
+        if unknown:
+            raise PipelineError(f"models: no {unknown[0]!r} in conf/model/; expected one of {', '.join(known)}")
         for name in args.models:
             with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
                 cfg = compose(config_name="config", overrides=[f"model={name}"])

@@ -153,3 +153,10 @@ def test_mpnet_config_composes_with_its_parts_digest_and_targets(compose_config)
     assert len(cfg.model.pypi_parts) == 5 and cfg.model.name_or_path == "all-mpnet-base-v2"
     assert cfg.model.sha256["model.safetensors"] == "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
     assert cfg.model.target_module_sets.attention_qv == ["attn.q", "attn.v"]
+
+
+def test_make_models_names_an_unknown_model_before_fetching_any(monkeypatch, capsys):
+    monkeypatch.setattr(pypi_parts, "fetched_model", lambda *_: pytest.fail("fetched before checking every name"))
+    assert pypi_parts.main(["mpnet", "mpnet_large"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: models: no 'mpnet_large' in conf/model/; expected one of ") and "minilm, mpnet" in err
