@@ -90,6 +90,12 @@ def compose_error(report: str, args: list[str]) -> str:
         unparsable = unparsable_override([a for a in args if "=" in a and not a.startswith("-")])
         if unparsable:
             return unparsable
+    unmade = re.search(r"in mkdir\b.*\b\w+Error: \[Errno \d+\] ([^:]+): '([^']+)'", " ".join(report.splitlines()))
+    if unmade:  # Hydra could not make the run (or sweep) directory
+        key = "hydra.sweep.dir" if {"--multirun", "-m"} & set(args) else "hydra.run.dir"
+        return (
+            f"{key}: cannot make the directory {unmade.group(2)} ({unmade.group(1).lower()}); expected a directory path"
+        )
     missing = re.search(r"Could not find '([^']+)'", report)
     if missing:  # an unknown option of a group: `method=nope`, `+experiment=nope`
         group, _, name = missing.group(1).rpartition("/")

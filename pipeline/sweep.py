@@ -38,9 +38,17 @@ def open_storage(
     process can fail a trial, so only one acts on it).
     """
     if url and "://" in url:
-        return RDBStorage(
-            url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=on_stale
-        )
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from pipeline.tracking import reach_server, store_error
+
+        reach_server(url, "hydra.sweeper.storage")  # Optuna would fail at once on a database still starting up
+        try:
+            return RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=on_stale
+            )
+        except (SQLAlchemyError, ImportError) as exc:
+            raise store_error(url, exc, "hydra.sweeper.storage") from exc
     path = Path(url).expanduser() if url else default_path
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))

@@ -27,7 +27,8 @@ import pipeline
 from pipeline.atomic import writable_dir
 from pipeline.errors import PipelineError
 
-SERVER_WAIT_S = 10.0  # how long a run waits for an http(s) tracking server to answer before it fails
+SERVER_WAIT_S = 10.0  # how long a run waits for an http(s) tracking server or a database to answer before it fails
+DATABASES = ("postgresql", "mysql")  # database stores whose drivers take connect_timeout (psycopg2 is in the lock)
 
 
 def store_locations(cfg: Any) -> tuple[str, str | None]:
@@ -43,12 +44,12 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
         uri = f"sqlite:///{out / 'mlflow.db'}"
     uri = str(uri)
     root = cfg.tracking.artifact_root
-    if uri.startswith(("http://", "https://")):
-        wait_for_server(uri, SERVER_WAIT_S)
-    elif uri.startswith("sqlite:///"):
+    if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
         root = root or str(db.parent / "mlartifacts")
         open_sqlite_store(uri, db)
+    else:
+        reach_server(uri, "tracking.uri")
     if root and "://" not in root:
         root = Path(root).expanduser().resolve().as_uri()
     return uri, root
@@ -58,19 +59,56 @@ def existing_store(uri: str | None, output_dir: str, field: str) -> str:
     """The tracking URI of a store to read a past run from: `uri`, else $MLFLOW_TRACKING_URI, else the sqlite store
     under `output_dir`. Unlike store_locations, a sqlite file that is not there is an error naming `field`, not a
     new empty store, and a server that does not answer fails after the same bounded wait."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     uri = uri or pipeline.LAUNCH_TRACKING_URI or f"sqlite:///{Path(output_dir).expanduser().resolve() / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///")).expanduser()
         if not db.is_file():
             raise PipelineError(f"{field}: no MLflow store at {db} (no run has been tracked there)")
-    elif uri.startswith(("http://", "https://")):
-        wait_for_server(uri, SERVER_WAIT_S, field=field)
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        except (mlflow.exceptions.MlflowException, SQLAlchemyError) as exc:  # a file that is not an MLflow store
+            raise store_error(uri, exc, field) from exc
+    else:
+        reach_server(uri, field)
     return uri
+
+
+def reach_server(uri: str, field: str) -> None:
+    """The bounded wait for the server behind an http(s) or database URI (`field` names it in the error); nothing
+    for a local store."""
+    if uri.startswith(("http://", "https://")):
+        wait_for_server(uri, SERVER_WAIT_S, field=field)
+    elif uri.partition(":")[0].partition("+")[0] in DATABASES:
+        wait_for_database(uri, SERVER_WAIT_S, field)
+
+
+# What each setting naming a store accepts, for the one-line error when the store cannot be opened
+STORE_KINDS = {
+    "tracking.uri": "expected sqlite:///PATH, an http(s) MLflow server or a database URL",
+    "hydra.sweeper.storage": "expected a journal file path or a database URL (sqlite:///PATH, postgresql+psycopg2://...)",
+}
+
+
+def store_error(uri: str, exc: Exception, field: str = "tracking.uri") -> PipelineError:
+    """A store that cannot be opened (a file that is not a database, MLflow 3's refused file store, a database that
+    turns the login away, a driver that is not installed) as one line: the reason's first sentence, and what
+    `field` accepts."""
+    from pipeline.services import DRIVER
+
+    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+    expected = STORE_KINDS.get(field, STORE_KINDS["tracking.uri"])
+    if uri.startswith("postgresql://"):
+        expected = f"write {DRIVER}://...: SQLAlchemy reads a bare postgresql:// as psycopg 3, which is not installed"
+    return PipelineError(f"{field}: cannot open {redact(uri)} ({reason}); {expected}")
 
 
 def open_sqlite_store(uri: str, db: Path) -> None:
     """Create and migrate the store under a file lock: sweep workers starting together would otherwise race
     through MLflow's schema migrations on the same file."""
+    from sqlalchemy.exc import SQLAlchemyError  # MLflow's sqlite store is built on it
+
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
         with open(db.parent / f".{db.name}.lock", "w") as lock:
@@ -78,6 +116,38 @@ def open_sqlite_store(uri: str, db: Path) -> None:
             MlflowClient(uri).search_experiments(max_results=1)
     except OSError as exc:
         raise PipelineError(f"tracking.uri: cannot open the sqlite store {db} ({exc.strerror or exc})") from exc
+    except (mlflow.exceptions.MlflowException, SQLAlchemyError, ImportError) as exc:
+        raise store_error(uri, exc) from exc
+
+
+def wait_for_database(uri: str, wait_s: float, field: str = "tracking.uri") -> None:
+    """Return once the database at `uri` takes a connection; fail after `wait_s` seconds with the last reason.
+
+    MLflow's SQL store retries any failure to connect, a wrong password included, ten times over about 100 s,
+    logging a warning with a traceback for each.
+    """
+    import sqlalchemy
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    deadline = time.monotonic() + wait_s
+    try:
+        url = sqlalchemy.engine.make_url(uri)
+        timeout = {"connect_timeout": max(1, int(wait_s))} if url.get_backend_name() in DATABASES else {}
+        engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=timeout)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:  # a malformed URL, a driver that is not installed
+        raise store_error(uri, exc, field) from exc
+    while True:
+        try:
+            with engine.connect():
+                return
+        except SQLAlchemyError as exc:
+            if time.monotonic() >= deadline:
+                raise PipelineError(
+                    f"{field}: no database took a connection at {redact(uri)} within {wait_s:.0f} s "
+                    f"({str(getattr(exc, 'orig', exc)).strip().splitlines()[0]})"
+                ) from exc
+        time.sleep(0.5)
 
 
 def wait_for_server(
@@ -115,10 +185,15 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
     """A client on the configured store and the id of `tracking.experiment`, created with its artifact location."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     uri, artifact_root = store_locations(cfg)
-    client = MlflowClient(uri)
     name = cfg.tracking.experiment
-    experiment = client.get_experiment_by_name(name)
+    try:  # the first contact with a store of another kind (a database URL, a file store)
+        client = MlflowClient(uri)
+        experiment = client.get_experiment_by_name(name)
+    except (mlflow.exceptions.MlflowException, SQLAlchemyError, ImportError) as exc:
+        raise store_error(uri, exc) from exc
     if experiment is not None:
         if "mlflow.experimentKind" not in experiment.tags:  # made before the tag, or by hand: a user's choice stays
             client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))

@@ -78,6 +78,9 @@ CASES = [
     (["method=nope"], "method"),
     (["train.epochs=("], "train.epochs"),  # override syntax errors: Hydra's own report may not name the key
     (["model.pypi_parts=[a==1]"], "model.pypi_parts"),
+    (["tracking.uri=sqlite:///{a_file}"], "tracking.uri"),  # a file that is not a database
+    (["tracking.uri=file:///{a_dir}"], "tracking.uri"),  # MLflow 3 refuses a file store
+    (["tracking.uri=postgresql://u:p@127.0.0.1:9/db"], "tracking.uri"),  # psycopg 3 is not installed
 ]
 
 

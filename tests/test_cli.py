@@ -87,6 +87,19 @@ def test_unknown_method_fails_at_compose_time_listing_the_options(tmp_path):
     assert len(typo.stderr.strip().splitlines()) == 1
 
 
+def test_a_run_or_sweep_directory_that_cannot_be_made_is_one_line(tmp_path):
+    (tmp_path / "a_file").write_text("not a directory\n")
+    for flags, key, where in (
+        ([], "hydra.run.dir", "a_file"),
+        ([], "hydra.run.dir", "a_file/run"),
+        (["--multirun"], "hydra.sweep.dir", "a_file"),
+    ):
+        result = run_cli(*flags, f"{key}={tmp_path / where}", f"paths.output_dir={tmp_path}", "stages=[split]")
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.startswith(f"error: {key}: cannot make the directory {tmp_path / where} ("), result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
 def test_a_crash_mid_pipeline_keeps_earlier_outputs_and_leaves_no_partial_one(
     tmp_path, tiny_models, synthetic_csv, compose_config, monkeypatch
 ):

@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from pipeline import services
 from pipeline.sweep import OVER_BUDGET_ATTR, RETRY_OF_ATTR, WORKER_ATTR, open_storage
+from pipeline.tracking import wait_for_database
 from tests.conftest import cli_env
 from tests.test_cli import REPO
 from tests.test_sweeper import SEARCH, sweep_command
@@ -36,6 +37,9 @@ def test_a_study_and_a_tracked_run_use_the_services_and_the_password_stays_out_o
     assert oct((root / "password").stat().st_mode)[-3:] == "600" and oct((root / "pgpass").stat().st_mode)[-3:] == "600"
 
     monkeypatch.setenv("PGPASSFILE", str(root / "pgpass"))  # what the printed `export` line says
+    start = time.monotonic()
+    wait_for_database(storage, 10.0, "hydra.sweeper.storage")  # a database that takes the connection: no wait
+    assert time.monotonic() - start < 5
     study = optuna.create_study(study_name="probe", storage=open_storage(storage, root / "unused"))
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     assert len(optuna.load_study(study_name="probe", storage=storage).trials) == 2

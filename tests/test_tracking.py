@@ -86,6 +86,36 @@ def test_reading_a_past_run_never_creates_a_store_and_waits_boundedly_for_a_serv
         tracking.existing_store(f"http://127.0.0.1:{port}", "outputs", "--tracking-uri")
 
 
+def test_a_store_that_cannot_be_opened_is_one_line_naming_its_setting(tmp_path, monkeypatch):
+    from pipeline.sweep import open_storage
+
+    (tmp_path / "notes.txt").write_text("not a database\n")
+    for uri, reason in (
+        (f"sqlite:///{tmp_path / 'notes.txt'}", "(file is not a database); expected sqlite:///PATH"),
+        (f"file://{tmp_path / 'mlruns'}", "(The filesystem tracking backend (e.g., './mlruns') is in maintenance mode"),
+        ("postgresql://me:secret@127.0.0.1:9/db", "(No module named 'psycopg'); write postgresql+psycopg2://"),
+    ):
+        with pytest.raises(PipelineError) as raised:
+            tracking.open_experiment(tracking_cfg(tmp_path / "out", uri=uri))
+        message = str(raised.value)
+        assert message.startswith(f"tracking.uri: cannot open {uri.replace(':secret@', ':***@')} {reason}"), message
+        assert "\n" not in message and "secret" not in message
+    with pytest.raises(PipelineError, match=r"^hydra\.sweeper\.storage: cannot open .*\(file is not a database\)"):
+        open_storage(f"sqlite:///{tmp_path / 'notes.txt'}", tmp_path / "journal")
+    with socket.socket() as s:  # a database port nothing listens on: a bounded wait, not MLflow's 100 s of retries
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(tracking, "SERVER_WAIT_S", 1.0)
+    for run in (
+        lambda url: tracking.open_experiment(tracking_cfg(tmp_path / "out", uri=url)),
+        lambda url: open_storage(url, tmp_path / "journal"),
+    ):
+        start = time.monotonic()
+        with pytest.raises(PipelineError, match=r"no database took a connection at .*:\*\*\*@.* within 1 s .*refused"):
+            run(f"postgresql+psycopg2://me:secret@127.0.0.1:{port}/db")
+        assert time.monotonic() - start < 8
+
+
 def test_sigterm_during_a_write_is_raised_once_the_write_has_finished():
     previous = signal.signal(signal.SIGTERM, tracking._SigtermGate.handle)
     finished = []
