@@ -46,7 +46,9 @@ def print_help(conf_dir: Path, overrides: list[str]) -> None:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        from pipeline.overrides import compose_error
+
+        print(f"error: {compose_error(str(exc), overrides)}", file=sys.stderr)
         sys.exit(2)
     print(f"{USAGE}\nConfiguration groups (group=option):\n{groups}\n")
     print(f"Config (override any key, e.g. train.max_steps=50):\n\n{OmegaConf.to_yaml(cfg)}")

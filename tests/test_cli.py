@@ -87,6 +87,15 @@ def test_unknown_method_fails_at_compose_time_listing_the_options(tmp_path):
     assert len(typo.stderr.strip().splitlines()) == 1
 
 
+def test_help_with_a_bad_override_says_what_a_run_would(tmp_path):
+    """The same one line as the run itself, not Hydra's report with its search path squeezed onto it."""
+    for override in ("method=nope", "train.epochs=("):
+        run, helped = run_cli(override, f"paths.output_dir={tmp_path}"), run_cli(override, "--help")
+        assert helped.returncode == run.returncode == 2
+        assert helped.stderr == run.stderr and len(helped.stderr.strip().splitlines()) == 1, helped.stderr
+        assert "search path" not in helped.stderr
+
+
 def test_a_run_or_sweep_directory_that_cannot_be_made_is_one_line(tmp_path):
     (tmp_path / "a_file").write_text("not a directory\n")
     for flags, key, where in (
