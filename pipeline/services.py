@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.atomic import write_json, write_text
+from pipeline.atomic import writable_dir, write_json, write_text
 from pipeline.errors import PipelineError
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"  # Debian's layout; PG_BIN overrides it
@@ -63,13 +63,13 @@ def _run(command: list[str], what: str, **kwargs) -> None:
 
 def start(root: Path) -> list[str]:
     """Start (or find running) PostgreSQL and the MLflow server under `root`; return the two overrides."""
-    root = root.resolve()
+    root = writable_dir(root, "--root")
     state_path = root / "state.json"
     if state_path.exists() and _alive(json.loads(state_path.read_text())):
         return (root / "overrides.txt").read_text().split()
     data, logs, artifacts = root / "pg", root / "logs", root / "mlartifacts"
-    for folder in (root, logs, artifacts):
-        folder.mkdir(parents=True, exist_ok=True)
+    for folder in (logs, artifacts):
+        folder.mkdir(exist_ok=True)
     password_file = root / "password"
     if not password_file.exists():
         write_text(password_file, secrets.token_urlsafe(24))

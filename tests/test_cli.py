@@ -87,6 +87,15 @@ def test_unknown_method_fails_at_compose_time_listing_the_options(tmp_path):
     assert len(typo.stderr.strip().splitlines()) == 1
 
 
+def test_services_root_that_cannot_be_made_is_one_line_before_any_server_starts(tmp_path, capsys):
+    from pipeline.services import main as services_main
+
+    (tmp_path / "a_file").write_text("not a directory\n")
+    root = tmp_path / "a_file" / "services"
+    assert services_main(["start", "--root", str(root)]) == 2
+    assert capsys.readouterr().err == f"error: --root: cannot create {root} (Not a directory)\n"
+
+
 def test_help_with_a_bad_override_says_what_a_run_would(tmp_path):
     """The same one line as the run itself, not Hydra's report with its search path squeezed onto it."""
     for override in ("method=nope", "train.epochs=("):
