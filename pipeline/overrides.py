@@ -13,11 +13,12 @@ def compose_error(report: str, args: list[str]) -> str:
         if unparsable:
             return unparsable
     unmade = re.search(r"in mkdir\b.*\b\w+Error: \[Errno \d+\] ([^:]+): '([^']+)'", " ".join(report.splitlines()))
-    if unmade:  # Hydra could not make the run (or sweep) directory
+    if unmade:  # Hydra could not make the run (or sweep) directory, by default under paths.output_dir
         key = "hydra.sweep.dir" if {"--multirun", "-m"} & set(args) else "hydra.run.dir"
-        return (
-            f"{key}: cannot make the directory {unmade.group(2)} ({unmade.group(1).lower()}); expected a directory path"
-        )
+        if not any(arg.startswith(f"{key}=") for arg in args):
+            key = "paths.output_dir"
+        path, reason = unmade.group(2), unmade.group(1).lower()
+        return f"{key}: cannot make the directory {path} ({reason}); expected a path where a directory can be made"
     missing = re.search(r"Could not find '([^']+)'", report)
     if missing:  # an unknown option of a group: `method=nope`, `+experiment=nope`
         group, _, name = missing.group(1).rpartition("/")

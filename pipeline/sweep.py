@@ -40,9 +40,10 @@ def open_storage(
     if url and "://" in url:
         from sqlalchemy.exc import SQLAlchemyError
 
-        from pipeline.tracking import reach_server, store_error
+        from pipeline.tracking import SERVER_WAIT_S, is_database, store_error, wait_for_database
 
-        reach_server(url, "hydra.sweeper.storage")  # Optuna would fail at once on a database still starting up
+        if is_database(url):  # Optuna fails at once on a database still starting up
+            wait_for_database(url, SERVER_WAIT_S, "hydra.sweeper.storage")
         try:
             return RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S, heartbeat_stale_trial_callback=on_stale

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import re
 import signal
@@ -39,6 +40,7 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
     would be ./mlruns of whatever directory the command runs in), else where an http(s) server puts them.
     """
     uri = cfg.tracking.uri or pipeline.LAUNCH_TRACKING_URI
+    field = "tracking.uri" if cfg.tracking.uri or not uri else "MLFLOW_TRACKING_URI"
     if uri is None:
         out = writable_dir(Path(cfg.paths.output_dir), "paths.output_dir")
         uri = f"sqlite:///{out / 'mlflow.db'}"
@@ -47,9 +49,9 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
         root = root or str(db.parent / "mlartifacts")
-        open_sqlite_store(uri, db)
+        open_sqlite_store(uri, db, field)
     else:
-        reach_server(uri, "tracking.uri")
+        reach_server(uri, field)
     if root and "://" not in root:
         root = Path(root).expanduser().resolve().as_uri()
     return uri, root
@@ -57,22 +59,43 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
 
 def existing_store(uri: str | None, output_dir: str, field: str) -> str:
     """The tracking URI of a store to read a past run from: `uri`, else $MLFLOW_TRACKING_URI, else the sqlite store
-    under `output_dir`. Unlike store_locations, a sqlite file that is not there is an error naming `field`, not a
-    new empty store, and a server that does not answer fails after the same bounded wait."""
-    from sqlalchemy.exc import SQLAlchemyError
-
+    under `output_dir`. Unlike store_locations it writes nothing: a sqlite file or database without MLflow's tables
+    is an error naming `field` (MLflow's client would create them in it), and a server gets the same bounded wait."""
     uri = uri or pipeline.LAUNCH_TRACKING_URI or f"sqlite:///{Path(output_dir).expanduser().resolve() / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///")).expanduser()
+        db = Path(uri.removeprefix("sqlite:///")).expanduser().resolve()
         if not db.is_file():
             raise PipelineError(f"{field}: no MLflow store at {db} (no run has been tracked there)")
-        try:
-            MlflowClient(uri).search_experiments(max_results=1)
-        except (mlflow.exceptions.MlflowException, SQLAlchemyError) as exc:  # a file that is not an MLflow store
-            raise store_error(uri, exc, field) from exc
+        problem = _not_mlflow_tables(f"sqlite:///file:{db}?mode=ro&uri=true")  # read-only: nothing is created
     else:
         reach_server(uri, field)
+        problem = _not_mlflow_tables(uri) if is_database(uri) else None
+    if problem:
+        raise PipelineError(redact(f"{field}: {uri} is not an MLflow store ({problem})"))
+    try:
+        MlflowClient(uri)  # a scheme MLflow does not know, or its refused file store
+    except (mlflow.exceptions.MlflowException, ImportError) as exc:
+        raise store_error(uri, exc, field) from exc
     return uri
+
+
+def _not_mlflow_tables(uri: str) -> str | None:
+    """Why the database at `uri` holds no MLflow store (read only), or None when it has MLflow's tables."""
+    import sqlalchemy
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.pool import NullPool
+
+    try:
+        engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
+        has_runs = sqlalchemy.inspect(engine).has_table("experiments")
+    except SQLAlchemyError as exc:
+        return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    return None if has_runs else "no MLflow tables in it"
+
+
+def is_database(uri: str) -> bool:
+    """Whether `uri` names a database server of DATABASES (by its SQLAlchemy dialect, `postgresql+psycopg2` too)."""
+    return uri.partition(":")[0].partition("+")[0] in DATABASES
 
 
 def reach_server(uri: str, field: str) -> None:
@@ -80,7 +103,7 @@ def reach_server(uri: str, field: str) -> None:
     for a local store."""
     if uri.startswith(("http://", "https://")):
         wait_for_server(uri, SERVER_WAIT_S, field=field)
-    elif uri.partition(":")[0].partition("+")[0] in DATABASES:
+    elif is_database(uri):
         wait_for_database(uri, SERVER_WAIT_S, field)
 
 
@@ -101,10 +124,10 @@ def store_error(uri: str, exc: Exception, field: str = "tracking.uri") -> Pipeli
     expected = STORE_KINDS.get(field, STORE_KINDS["tracking.uri"])
     if uri.startswith("postgresql://"):
         expected = f"write {DRIVER}://...: SQLAlchemy reads a bare postgresql:// as psycopg 3, which is not installed"
-    return PipelineError(f"{field}: cannot open {redact(uri)} ({reason}); {expected}")
+    return PipelineError(redact(f"{field}: cannot open {uri} ({reason}); {expected}"))  # MLflow repeats the URI
 
 
-def open_sqlite_store(uri: str, db: Path) -> None:
+def open_sqlite_store(uri: str, db: Path, field: str = "tracking.uri") -> None:
     """Create and migrate the store under a file lock: sweep workers starting together would otherwise race
     through MLflow's schema migrations on the same file."""
     from sqlalchemy.exc import SQLAlchemyError  # MLflow's sqlite store is built on it
@@ -115,9 +138,9 @@ def open_sqlite_store(uri: str, db: Path) -> None:
             fcntl.flock(lock, fcntl.LOCK_EX)
             MlflowClient(uri).search_experiments(max_results=1)
     except OSError as exc:
-        raise PipelineError(f"tracking.uri: cannot open the sqlite store {db} ({exc.strerror or exc})") from exc
-    except (mlflow.exceptions.MlflowException, SQLAlchemyError, ImportError) as exc:
-        raise store_error(uri, exc) from exc
+        raise PipelineError(f"{field}: cannot open the sqlite store {db} ({exc.strerror or exc})") from exc
+    except (mlflow.exceptions.MlflowException, SQLAlchemyError) as exc:  # a file that is not a database
+        raise store_error(uri, exc, field) from exc
 
 
 def wait_for_database(uri: str, wait_s: float, field: str = "tracking.uri") -> None:
@@ -131,21 +154,20 @@ def wait_for_database(uri: str, wait_s: float, field: str = "tracking.uri") -> N
     from sqlalchemy.pool import NullPool
 
     deadline = time.monotonic() + wait_s
-    try:
-        url = sqlalchemy.engine.make_url(uri)
-        timeout = {"connect_timeout": max(1, int(wait_s))} if url.get_backend_name() in DATABASES else {}
-        engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=timeout)
-    except (SQLAlchemyError, ImportError, ValueError) as exc:  # a malformed URL, a driver that is not installed
-        raise store_error(uri, exc, field) from exc
     while True:
+        left = max(1, math.ceil(deadline - time.monotonic()))  # libpq and pymysql both take connect_timeout
+        try:
+            engine = sqlalchemy.create_engine(uri, poolclass=NullPool, connect_args={"connect_timeout": left})
+        except (SQLAlchemyError, ImportError, ValueError) as exc:  # a malformed URL, a driver that is not installed
+            raise store_error(uri, exc, field) from exc
         try:
             with engine.connect():
                 return
         except SQLAlchemyError as exc:
             if time.monotonic() >= deadline:
+                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
                 raise PipelineError(
-                    f"{field}: no database took a connection at {redact(uri)} within {wait_s:.0f} s "
-                    f"({str(getattr(exc, 'orig', exc)).strip().splitlines()[0]})"
+                    redact(f"{field}: no database took a connection at {uri} within {wait_s:.0f} s ({reason})")
                 ) from exc
         time.sleep(0.5)
 
@@ -162,7 +184,7 @@ def wait_for_server(
     deadline = time.monotonic() + wait_s
     while True:
         if process is not None and process.poll() is not None:
-            raise PipelineError(f"{field}: the MLflow server for {uri} exited with code {process.returncode}")
+            raise PipelineError(redact(f"{field}: the MLflow server for {uri} exited with code {process.returncode}"))
         try:
             with urllib.request.urlopen(url, timeout=max(1.0, min(5.0, deadline - time.monotonic()))) as reply:
                 if reply.status == 200:
@@ -172,8 +194,10 @@ def wait_for_server(
             problem = str(getattr(exc, "reason", exc))
         if time.monotonic() >= deadline:
             raise PipelineError(
-                f"{field}: no MLflow server answered GET {url} within {wait_s:.0f} s ({problem}); "
-                f"start it (make services) or point {field} at a running one"
+                redact(
+                    f"{field}: no MLflow server answered GET {url} within {wait_s:.0f} s ({problem}); "
+                    f"start it (make services) or point {field} at a running one"
+                )
             )
         time.sleep(0.5)
 
@@ -189,11 +213,13 @@ def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
 
     uri, artifact_root = store_locations(cfg)
     name = cfg.tracking.experiment
-    try:  # the first contact with a store of another kind (a database URL, a file store)
+    try:
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
     except (mlflow.exceptions.MlflowException, SQLAlchemyError, ImportError) as exc:
-        raise store_error(uri, exc) from exc
+        if uri.startswith("sqlite:///"):  # opened already by store_locations: not the setting's fault (a busy store)
+            raise
+        raise store_error(uri, exc, "tracking.uri" if cfg.tracking.uri else "MLFLOW_TRACKING_URI") from exc
     if experiment is not None:
         if "mlflow.experimentKind" not in experiment.tags:  # made before the tag, or by hand: a user's choice stays
             client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))

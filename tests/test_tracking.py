@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import mlflow
@@ -74,6 +76,16 @@ def test_reading_a_past_run_never_creates_a_store_and_waits_boundedly_for_a_serv
         f"error: --tracking-uri: no MLflow store at {missing} (no run has been tracked there)\n"
     )
     assert not missing.parent.exists()  # MLflow would have made the folder and an empty store in it
+    other = tmp_path / "optuna.db"  # a database of something else: MLflow would have added its tables to it
+    with closing(sqlite3.connect(other)) as db:
+        db.execute("create table studies (id integer)")
+        db.commit()
+    assert reproduce_main(["0123abc", "--tracking-uri", f"sqlite:///{other}"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --tracking-uri: sqlite:///{other} is not an MLflow store (no MLflow tables in it)\n"
+    )
+    with closing(sqlite3.connect(other)) as db:
+        assert db.execute("select name from sqlite_master").fetchall() == [("studies",)]
     monkeypatch.chdir(tmp_path)  # the default store, outputs/mlflow.db, is not there either
     with pytest.raises(PipelineError, match=r"^--tracking-uri: no MLflow store at .*outputs/mlflow\.db"):
         tracking.existing_store(None, "outputs", "--tracking-uri")
@@ -94,6 +106,7 @@ def test_a_store_that_cannot_be_opened_is_one_line_naming_its_setting(tmp_path, 
         (f"sqlite:///{tmp_path / 'notes.txt'}", "(file is not a database); expected sqlite:///PATH"),
         (f"file://{tmp_path / 'mlruns'}", "(The filesystem tracking backend (e.g., './mlruns') is in maintenance mode"),
         ("postgresql://me:secret@127.0.0.1:9/db", "(No module named 'psycopg'); write postgresql+psycopg2://"),
+        ("foo://me:secret@host/db", "(Model registry functionality is unavailable; got unsupported URI 'foo://me:***@"),
     ):
         with pytest.raises(PipelineError) as raised:
             tracking.open_experiment(tracking_cfg(tmp_path / "out", uri=uri))

@@ -121,7 +121,10 @@ def test_a_prompt_tuned_model_is_pooled_over_the_rows_own_tokens(tiny_models, po
 
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_last_pooling_takes_each_rows_last_real_token_whichever_side_pads(tiny_generative, side):
-    """A decoder-only model has read the whole row only at its last token; padding must not be taken for it."""
+    """A decoder-only model has read the whole row only at its last token; padding must not be taken for it.
+
+    Left padding shifts a row's positions; Llama's rotary embeddings depend only on relative positions, so the row
+    padded and alone give the same states here (a model with absolute positions would need position ids)."""
     import numpy as np
     import torch
     from datasets import Dataset
