@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from optuna.trial import TrialState
 
 from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import consumed, plot_study, suggest
 from pipeline.compare import main as compare_cli
+from pipeline.errors import PipelineError
 from pipeline.sweep import OVER_BUDGET_ATTR, RETRY_OF_ATTR, WORKER_ATTR, open_storage
 from tests.conftest import cli_env, tiny_overrides
 from tests.test_cli import REPO
@@ -236,6 +238,50 @@ def test_a_sweep_mistake_is_one_error_line_and_exit_2(search_path, tiny_models, 
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: seed=1,2: the Optuna sweeper samples hydra.sweeper.params; pass fixed values only"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"n_jobs": 0}, "hydra.sweeper.n_jobs: 0 is out of range; expected a value >= 1"),  # asked no trial, forever
+        ({"n_trials": 0}, "hydra.sweeper.n_trials: 0 is out of range; expected a value >= 1"),
+        ({"max_failures": -1}, "hydra.sweeper.max_failures: -1 is out of range; expected a value >= 0"),
+        ({"objectives": [{"metric": "train/best_val_metric", "direction": "up"}]}, "direction 'up'; expected"),
+        ({"objectives": [{"metric": "evaluate/test_accuracy"}]}, "'evaluate/test_accuracy' is not '<stage>/<name>'"),
+        ({"params": {"method": {"type": "categorical", "choices": []}}}, "params.method.choices: empty"),
+        ({"params": {"x": {"type": "float", "low": 2.0, "high": 1.0}}}, "params.x: low 2.0 is above high 1.0"),
+        ({"params": {"x": {"type": "int", "low": 2}}}, "params.x: a int range needs low and high"),
+    ],
+)
+def test_a_setting_every_trial_would_trip_on_fails_before_the_first(setting, message):
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf
+    from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    conf = OmegaConf.merge(OmegaConf.structured(OptunaSweeperConf), setting)
+    sweeper = OptunaSweeper(**OmegaConf.to_container(conf))
+    sweeper.config = OmegaConf.create({"stages": ["split", "tokenize", "train"]})
+    with pytest.raises(PipelineError, match=re.escape(message)):
+        sweeper.check_settings()
+
+
+def test_an_objective_no_run_reports_stops_the_sweep_after_its_first_trial(
+    search_path, tiny_models, synthetic_csv, tmp_path
+):
+    """A typo in the metric's name: every trial would run and fail; the first one's metrics name the right one."""
+    objective = "hydra.sweeper.objectives=[{metric: train/best_val, direction: maximize}]"
+    command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, objective, "train.max_steps=2")
+    done = subprocess.run(command, cwd=REPO, env=cli_env(HF_HUB_OFFLINE="1"), capture_output=True, text=True)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: hydra.sweeper.objectives: trial 0 reported no 'train/best_val'; train has ['train/best_val_metric', "
+    ), errors
+    assert [t.state for t in load(tmp_path).trials] == [TrialState.FAIL]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (study_run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id], "tags.kind = 'study'")
+    assert study_run.info.status == "FAILED" and "train/best_val" in study_run.data.tags["error"]
 
 
 def test_a_trial_asked_after_the_budget_was_spent_elsewhere_is_failed_unrun_and_not_counted(tmp_path):

@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 (registers the config)
 from pipeline.atomic import write_bytes
+from pipeline.config import value
 from pipeline.console import figure, quiet_warnings
 from pipeline.errors import PipelineError
 from pipeline.sweep import (
@@ -133,7 +134,35 @@ class OptunaSweeper(Sweeper):
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(2)
 
+    def check_settings(self) -> None:
+        """Settings every trial would trip on fail before the first: n_jobs=0 asked for no trial, forever; an
+        objective of a stage the trials do not run, or an empty choice list, failed trial after trial."""
+        for key, low in (("n_trials", 1), ("n_jobs", 1), ("max_failures", 0)):
+            if self.conf[key] < low:
+                raise PipelineError(f"hydra.sweeper.{key}: {self.conf[key]} is out of range; expected a value >= {low}")
+        stages = [value(stage) for stage in self.config.get("stages", [])]
+        for objective in self.conf.objectives:
+            if objective.direction not in ("maximize", "minimize"):
+                raise PipelineError(
+                    f"hydra.sweeper.objectives: direction {objective.direction!r}; expected maximize or minimize"
+                )
+            stage = str(objective.metric).partition("/")[0]
+            if stage not in stages:
+                raise PipelineError(
+                    f"hydra.sweeper.objectives: metric {objective.metric!r} is not '<stage>/<name>' of a stage the "
+                    f"trials run ({', '.join(stages)}), e.g. train/best_val_metric"
+                )
+        for name, spec in self.params.items():
+            kind = spec.get("type")
+            if kind == "categorical" and not list(spec.get("choices") or []):
+                raise PipelineError(f"hydra.sweeper.params.{name}.choices: empty; expected at least one value")
+            if kind in ("int", "float") and ("low" not in spec or "high" not in spec):
+                raise PipelineError(f"hydra.sweeper.params.{name}: a {kind} range needs low and high")
+            if kind in ("int", "float") and spec["low"] > spec["high"]:
+                raise PipelineError(f"hydra.sweeper.params.{name}: low {spec['low']} is above high {spec['high']}")
+
     def run_sweep(self, arguments: list[str]) -> Any:
+        self.check_settings()
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         for override in parser.parse_overrides(arguments):
             if override.is_sweep_override():
@@ -183,6 +212,22 @@ class OptunaSweeper(Sweeper):
         study.set_user_attr(PRUNER_ATTR, OmegaConf.to_container(self.conf.pruner))
         parent = self.parent_run(study, created)
         fixed = [*arguments, f"trial.study={name}", f"trial.storage={storage_path}", f"trial.parent_run_id={parent}"]
+        try:
+            self.run_trials(study, name, params, fixed, sweep_dir)
+        except PipelineError as exc:  # the sweep stops here (too many failures, an objective no run reports)
+            from pipeline.tracking import open_experiment
+
+            client, _ = open_experiment(self.config)
+            client.set_tag(parent, "error", str(exc))
+            client.set_terminated(parent, "FAILED")  # a resumed sweep sets it RUNNING, then FINISHED
+            raise
+        self.summarise(study, parent, sweep_dir)
+        return study
+
+    def run_trials(
+        self, study: optuna.Study, name: str, params: dict[str, Any], fixed: list[str], sweep_dir: Path
+    ) -> None:
+        """Launch batches of n_jobs trials until n_trials count against the study."""
         while True:
             self.requeue_stale(study)  # a trial whose worker died since the last batch is queued for this worker
             remaining = self.conf.n_trials - consumed(study)
@@ -209,11 +254,12 @@ class OptunaSweeper(Sweeper):
                 for trial in trials:
                     beating.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
+            unknown = None
             for trial, ret in zip(trials, returns, strict=True):
-                self.tell(study, trial, ret)
+                unknown = self.tell(study, trial, ret) or unknown
                 log.info("%s", self.trial_line(study, trial.number))
-        self.summarise(study, parent, sweep_dir)
-        return study
+            if unknown:  # every later trial would fail the same way
+                raise PipelineError(unknown)
 
     def test_best(self, studies: list[optuna.Study], arguments: list[str], sweep_dir: Path) -> None:
         """Score each study's best trial once on the test split (in its own run directory, beside the model it
@@ -292,8 +338,9 @@ class OptunaSweeper(Sweeper):
         log.warning("trial %d was left RUNNING by a dead worker: failed and queued again", trial.number)
         study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
 
-    def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
-        """Record a finished job in the study: COMPLETE with its objective values, PRUNED, or FAIL."""
+    def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> str | None:
+        """Record a finished job in the study: COMPLETE with its objective values, PRUNED, or FAIL. Returns the
+        error to stop the sweep with when a run finished but reported no objective metric under that name."""
         if ret.status == JobStatus.FAILED:
             error = ret._return_value
             if isinstance(error, optuna.TrialPruned):
@@ -303,18 +350,20 @@ class OptunaSweeper(Sweeper):
             trial.set_user_attr("error", f"{type(error).__name__}: {error}"[:1000])
             study.tell(trial, state=TrialState.FAIL)
             return
-        value = ret.return_value or {}
-        if "error" in value:
-            log.error("trial %d failed: %s", trial.number, value["error"])
-            trial.set_user_attr("error", str(value["error"])[:1000])
+        returned = ret.return_value or {}
+        if "error" in returned:
+            log.error("trial %d failed: %s", trial.number, returned["error"])
+            trial.set_user_attr("error", str(returned["error"])[:1000])
             study.tell(trial, state=TrialState.FAIL)
             return
-        metrics = value.get("metrics", {})
+        metrics = returned.get("metrics", {})
         missing = [o.metric for o in self.conf.objectives if o.metric not in metrics]
         if missing:
             trial.set_user_attr("error", f"objective metrics {missing} not in the run summary")
             study.tell(trial, state=TrialState.FAIL)
-            return
+            stage = missing[0].partition("/")[0]
+            known = sorted(m for m in metrics if m.startswith(f"{stage}/"))
+            return f"hydra.sweeper.objectives: trial {trial.number} reported no {missing[0]!r}; {stage} has {known}"
         trial.set_user_attr("train_steps", metrics.get("train/steps"))
         study.tell(trial, [float(metrics[o.metric]) for o in self.conf.objectives])
 
