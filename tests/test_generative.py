@@ -286,6 +286,16 @@ def test_a_classification_metric_for_a_generative_task_is_refused_before_any_wor
         )
 
 
+def test_an_unknown_prompt_format_is_refused_when_the_config_composes(compose_config, tiny_generative, tmp_path):
+    from hydra.errors import ConfigCompositionException
+
+    overrides = generative_overrides(tiny_generative["llama"], tmp_path / "data.csv", tmp_path, "llama")
+    with pytest.raises(ConfigCompositionException) as raised:  # one line from the CLI: compose_error
+        compose_config([*overrides, "task.format=chatml"])
+    assert "expected one of [auto, chat, plain, none]" in str(raised.value.__cause__ or raised.value)
+    assert compose_config([*overrides, "task.format=plain"]).task.format == "plain"
+
+
 def test_cls_pooling_of_a_decoder_only_model_is_refused_before_any_work(
     tmp_path, tiny_generative, synthetic_gen_csv, compose_config
 ):

@@ -7,8 +7,10 @@ The prompt goes through the tokenizer's chat template when it has one (instructi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import value
 from pipeline.data import LABEL, TEXT
 from pipeline.errors import PipelineError
 from pipeline.tasks import register_task
@@ -21,15 +23,24 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 PLAIN = "### Instruction:\n{prompt}\n\n### Response:\n"
-FORMATS = ("auto", "chat", "plain", "none")
+
+
+class PromptFormat(str, Enum):
+    """How a rendered prompt is wrapped (an Enum, so Hydra refuses an unknown one when it composes the config)."""
+
+    auto = "auto"  # chat if the tokenizer has a chat template, else plain
+    chat = "chat"  # the tokenizer's chat template
+    plain = "plain"  # ### Instruction / ### Response
+    none = "none"  # the prompt as it is, for base models continuing text
+
+
+FORMATS = tuple(f.value for f in PromptFormat)
 
 
 @dataclass
 class CausalLMConfig(GenerativeConfig):
     name: str = "causal_lm"
-    # How a rendered prompt is wrapped: auto (chat template if the tokenizer has one, else plain), chat,
-    # plain (### Instruction / ### Response), none (the prompt as it is, for base models continuing text).
-    format: str = "auto"
+    format: PromptFormat = PromptFormat.auto  # how a rendered prompt is wrapped (PromptFormat)
 
 
 def prompt_format(tokenizer: PreTrainedTokenizerBase, name: str) -> str:
@@ -78,7 +89,7 @@ class CausalLM(GenerativeTask):
         the served model wrap prompts exactly as training did."""
         tokenizer = super().prepare_tokenizer(tokenizer, task_cfg)
         if task_cfg is not None:
-            tokenizer.init_kwargs["pipeline_prompt_format"] = prompt_format(tokenizer, task_cfg.format)
+            tokenizer.init_kwargs["pipeline_prompt_format"] = prompt_format(tokenizer, value(task_cfg.format))
         return tokenizer
 
     def tokenize(self, batch: dict[str, list], tokenizer: PreTrainedTokenizerBase, cfg: Any) -> tuple[dict, list[int]]:
