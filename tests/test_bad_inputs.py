@@ -62,6 +62,8 @@ CASES = [
     (["train.weight_decay=-1"], "train.weight_decay"),
     (["train.warmup_steps=-1"], "train.warmup_steps"),
     (["train.optim=adamw_nope"], "train.optim"),
+    (["train.lr_scheduler=cosin"], "train.lr_scheduler"),
+    (["method.bias=everything"], "method.bias"),
     (["train.nproc_per_node=0"], "train.nproc_per_node"),
     (["train.nproc_per_node=3", "train.batch_size=16"], "train.batch_size"),
     (["train.nproc_per_node=2", "method=tfidf_lr"], "train.nproc_per_node"),

@@ -52,8 +52,19 @@ def test_each_method_brings_its_learning_rate_and_an_override_wins(compose_confi
         "stages=[train,deploy]",
         "method.r=abc",
         "data.max_samples=many",
+        "method.bias=everything",
+        "method=ptuning method.reparameterization=GRU",
     ],
 )
 def test_typos_and_bad_options_fail_at_compose_time(compose_config, override):
     with pytest.raises((HydraException, OmegaConfBaseException)):
-        compose_config([override])
+        compose_config(override.split())
+
+
+def test_a_learning_rate_schedule_transformers_lacks_fails_the_pre_flight_check():
+    from pipeline.errors import PipelineError
+    from pipeline.stages.train import scheduler_name
+
+    assert scheduler_name("cosine") == "cosine"
+    with pytest.raises(PipelineError, match=r"^train\.lr_scheduler: 'cosin' is not a transformers scheduler; "):
+        scheduler_name("cosin")

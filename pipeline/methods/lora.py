@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import value
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod, resolve_target_modules
 from pipeline.ranges import positive, probability
@@ -12,6 +14,14 @@ from pipeline.ranges import positive, probability
 if TYPE_CHECKING:
     from peft import LoraConfig
     from torch import nn
+
+
+class LoraBias(str, Enum):
+    """Which biases train beside the LoRA matrices (peft's LoraConfig.bias); an Enum, so Hydra refuses others."""
+
+    none = "none"
+    all = "all"
+    lora_only = "lora_only"
 
 
 @dataclass
@@ -22,7 +32,7 @@ class LoraMethodConfig(MethodConfig):
     alpha: int = positive(32)
     dropout: float = probability(0.1)
     target_modules: Any = "attention_qv"  # a set in model.target_module_sets, "all-linear", or a list
-    bias: str = "none"
+    bias: LoraBias = LoraBias.none
 
 
 @register_method
@@ -40,7 +50,7 @@ class Lora(PeftMethod):
             lora_alpha=cfg.alpha,
             lora_dropout=cfg.dropout,
             target_modules=resolve_target_modules(cfg.target_modules, model_cfg, model),
-            bias=cfg.bias,
+            bias=value(cfg.bias),
             use_dora=self.use_dora,
         )
 

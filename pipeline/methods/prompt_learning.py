@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import value
 from pipeline.methods import MethodConfig, register_method
 from pipeline.methods.peft_family import PeftMethod
 from pipeline.models import encoder_of
@@ -91,13 +93,21 @@ class PromptTuning(PromptLearningMethod):
         )
 
 
+class Reparameterization(str, Enum):
+    """The encoder that produces p-tuning's prompt from its virtual-token embeddings (peft's
+    PromptEncoderReparameterizationType); an Enum, so Hydra refuses others."""
+
+    MLP = "MLP"
+    LSTM = "LSTM"
+
+
 @dataclass
 class PtuningMethodConfig(MethodConfig):
     name: str = "ptuning"
     learning_rate: float = positive(1e-2)
     num_virtual_tokens: int = positive(20)
     encoder_hidden_size: int = positive(128)
-    reparameterization: str = "MLP"  # or LSTM
+    reparameterization: Reparameterization = Reparameterization.MLP
 
 
 @register_method
@@ -114,6 +124,6 @@ class PTuning(PromptLearningMethod):
             task_type=task_type,
             num_virtual_tokens=cfg.num_virtual_tokens,
             encoder_hidden_size=cfg.encoder_hidden_size,
-            encoder_reparameterization_type=cfg.reparameterization,
+            encoder_reparameterization_type=value(cfg.reparameterization),
             **encoder_shape(model),
         )

@@ -113,6 +113,7 @@ def check(cfg: Any, task: Task, method: BaseMethod) -> None:
     the runner may run it in another process while the run starts (pipeline.preflight).
     """
     optimizer_name(cfg.train.optim)
+    scheduler_name(cfg.train.lr_scheduler)
     distributed_settings(cfg.train, method)
     metric = cfg.train.metric_for_best_model
     known = [*task.validation_metrics, "loss"]
@@ -164,6 +165,16 @@ def optimizer_name(name: str) -> str:
             f"train.optim: {name!r} is not a transformers optimizer; expected an OptimizerNames value such as "
             "adamw_torch_fused, adamw_torch, adafactor or sgd"
         )
+    return name
+
+
+def scheduler_name(name: str) -> str:
+    """Check `train.lr_scheduler` against transformers' scheduler names before any work starts."""
+    from transformers import SchedulerType
+
+    known = [s.value for s in SchedulerType]
+    if name not in known:
+        raise PipelineError(f"train.lr_scheduler: {name!r} is not a transformers scheduler; expected one of {known}")
     return name
 
 
