@@ -68,3 +68,5 @@ def test_a_learning_rate_schedule_transformers_lacks_fails_the_pre_flight_check(
     assert scheduler_name("cosine") == "cosine"
     with pytest.raises(PipelineError, match=r"^train\.lr_scheduler: 'cosin' is not a transformers scheduler; "):
         scheduler_name("cosin")
+    with pytest.raises(PipelineError, match=r"^train\.lr_scheduler: 'cosine_with_min_lr' needs arguments .*min_lr"):
+        scheduler_name("cosine_with_min_lr")

@@ -240,6 +240,25 @@ def test_a_sweep_mistake_is_one_error_line_and_exit_2(search_path, tiny_models, 
     assert errors == ["error: seed=1,2: the Optuna sweeper samples hydra.sweeper.params; pass fixed values only"]
 
 
+# A range only `by` gives, one case per value of `m`: valid although the spec alone has no low or high
+GOOD = {"a": {"low": 0.1, "high": 0.2}, "b": {"low": 0.1, "high": 0.3}}
+BAD = {"a": {"low": 0.1, "high": 0.2}, "b": {"low": 0.2, "high": 0.1}}
+BY_RANGES = {"type": "float", "log": True, "by": {"m": GOOD}}
+
+
+def test_ranges_given_only_by_another_params_value_pass_the_settings_check():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf
+    from hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    params = {"m": {"type": "categorical", "choices": ["a", "b"]}, "x": BY_RANGES}
+    conf = OmegaConf.merge(OmegaConf.structured(OptunaSweeperConf), {"params": params})
+    sweeper = OptunaSweeper(**OmegaConf.to_container(conf))
+    sweeper.config = OmegaConf.create({"stages": ["split", "tokenize", "train"]})
+    sweeper.check_settings()
+
+
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
@@ -251,9 +270,15 @@ def test_a_sweep_mistake_is_one_error_line_and_exit_2(search_path, tiny_models, 
         ({"params": {"method": {"type": "categorical", "choices": []}}}, "params.method.choices: empty"),
         ({"params": {"x": {"type": "float", "low": 2.0, "high": 1.0}}}, "params.x: low 2.0 is above high 1.0"),
         ({"params": {"x": {"type": "int", "low": 2}}}, "params.x: a int range needs low and high"),
+        ({"params": {"x": {"type": "loguniform", "low": 1, "high": 2}}}, "params.x.type: 'loguniform'; expected"),
+        (  # a case of `by` is checked as the spec it makes
+            {"params": {"m": {"type": "categorical", "choices": ["a", "b"]}, "x": BY_RANGES | {"by": {"m": BAD}}}},
+            "params.x.by.m.b: low 0.2 is above high 0.1",
+        ),
     ],
 )
 def test_a_setting_every_trial_would_trip_on_fails_before_the_first(setting, message):
+    """n_jobs=0 asked for no trial, forever; the others failed trial after trial, or left a trial RUNNING."""
     from omegaconf import OmegaConf
 
     from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf
@@ -266,22 +291,31 @@ def test_a_setting_every_trial_would_trip_on_fails_before_the_first(setting, mes
         sweeper.check_settings()
 
 
-def test_an_objective_no_run_reports_stops_the_sweep_after_its_first_trial(
+def test_a_stopped_sweep_says_why_its_last_trial_failed_and_a_resume_clears_the_study_runs_error(
     search_path, tiny_models, synthetic_csv, tmp_path
 ):
-    """A typo in the metric's name: every trial would run and fail; the first one's metrics name the right one."""
-    objective = "hydra.sweeper.objectives=[{metric: train/best_val, direction: maximize}]"
-    command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, objective, "train.max_steps=2")
-    done = subprocess.run(command, cwd=REPO, env=cli_env(HF_HUB_OFFLINE="1"), capture_output=True, text=True)
+    """A typo in the objective's name: the stop names the metrics the stage has; fixed and rerun, the study's run
+    (FAILED with the error) finishes without it."""
+    typo = "hydra.sweeper.objectives=[{metric: train/best_val, direction: maximize}]"
+    command = sweep_command(search_path, tiny_models, synthetic_csv, tmp_path, "train.max_steps=2")
+    env = cli_env(HF_HUB_OFFLINE="1")
+    stop_at_once = [typo, "hydra.sweeper.max_failures=0"]
+    done = subprocess.run([*command, *stop_at_once], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and errors[0].startswith(
-        "error: hydra.sweeper.objectives: trial 0 reported no 'train/best_val'; train has ['train/best_val_metric', "
-    ), errors
-    assert [t.state for t in load(tmp_path).trials] == [TrialState.FAIL]
+    reason = "the last: objective metrics ['train/best_val'] not in the run summary; train has ["
+    assert len(errors) == 1 and reason in errors[0], errors
+    assert "'train/best_val_metric'" in errors[0] and [t.state for t in load(tmp_path).trials] == [TrialState.FAIL]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    (study_run,) = client.search_runs([client.get_experiment_by_name("tests").experiment_id], "tags.kind = 'study'")
+    experiment = client.get_experiment_by_name("tests").experiment_id
+    (study_run,) = client.search_runs([experiment], "tags.kind = 'study'")
     assert study_run.info.status == "FAILED" and "train/best_val" in study_run.data.tags["error"]
+
+    fixed = ["hydra.sweeper.max_failures=1", "hydra.sweeper.n_trials=2"]
+    done = subprocess.run([*command, *fixed], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (study_run,) = client.search_runs([experiment], "tags.kind = 'study'")
+    assert study_run.info.status == "FINISHED" and "error" not in study_run.data.tags
 
 
 def test_a_trial_asked_after_the_budget_was_spent_elsewhere_is_failed_unrun_and_not_counted(tmp_path):

@@ -153,13 +153,29 @@ class OptunaSweeper(Sweeper):
                     f"trials run ({', '.join(stages)}), e.g. train/best_val_metric"
                 )
         for name, spec in self.params.items():
-            kind = spec.get("type")
-            if kind == "categorical" and not list(spec.get("choices") or []):
-                raise PipelineError(f"hydra.sweeper.params.{name}.choices: empty; expected at least one value")
-            if kind in ("int", "float") and ("low" not in spec or "high" not in spec):
-                raise PipelineError(f"hydra.sweeper.params.{name}: a {kind} range needs low and high")
-            if kind in ("int", "float") and spec["low"] > spec["high"]:
-                raise PipelineError(f"hydra.sweeper.params.{name}: low {spec['low']} is above high {spec['high']}")
+            for case, effective in self.effective_specs(spec):
+                where = f"hydra.sweeper.params.{name}{case}"
+                kind = effective.get("type")
+                if kind not in ("categorical", "int", "float"):
+                    raise PipelineError(f"{where}.type: {kind!r}; expected categorical, int or float")
+                if kind == "categorical" and not list(effective.get("choices") or []):
+                    raise PipelineError(f"{where}.choices: empty; expected at least one value")
+                if kind != "categorical" and ("low" not in effective or "high" not in effective):
+                    raise PipelineError(f"{where}: a {kind} range needs low and high")
+                if kind != "categorical" and effective["low"] > effective["high"]:
+                    raise PipelineError(f"{where}: low {effective['low']} is above high {effective['high']}")
+
+    def effective_specs(self, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """(where, spec) for each case `suggest` can sample: the spec with each `by` case's fields over it, and the
+        spec alone when some value of the other param has no case (or that param is not categorical)."""
+        base = {k: v for k, v in spec.items() if k not in ("by", "when")}
+        out = []
+        for other, cases in (spec.get("by") or {}).items():
+            out += [(f".by.{other}.{value}", {**base, **fields}) for value, fields in cases.items()]
+            choices = (self.params.get(other) or {}).get("choices")
+            if choices is not None and set(map(str, choices)) <= set(map(str, cases)):
+                return out  # every value of `other` has its case: the spec alone is never sampled
+        return [("", base), *out]
 
     def run_sweep(self, arguments: list[str]) -> Any:
         self.check_settings()
@@ -214,12 +230,15 @@ class OptunaSweeper(Sweeper):
         fixed = [*arguments, f"trial.study={name}", f"trial.storage={storage_path}", f"trial.parent_run_id={parent}"]
         try:
             self.run_trials(study, name, params, fixed, sweep_dir)
-        except PipelineError as exc:  # the sweep stops here (too many failures, an objective no run reports)
+        except PipelineError as exc:  # the sweep stops here (too many failed trials)
+            from mlflow.exceptions import MlflowException
+
             from pipeline.tracking import open_experiment
 
-            client, _ = open_experiment(self.config)
-            client.set_tag(parent, "error", str(exc))
-            client.set_terminated(parent, "FAILED")  # a resumed sweep sets it RUNNING, then FINISHED
+            try:  # best effort: a store failing here must not hide the sweep's own error
+                self.mark_study_run(open_experiment(self.config)[0], parent, "FAILED", str(exc))
+            except (MlflowException, PipelineError, OSError) as unmarked:
+                log.warning("study run %s not marked FAILED: %s", parent, unmarked)
             raise
         self.summarise(study, parent, sweep_dir)
         return study
@@ -235,9 +254,11 @@ class OptunaSweeper(Sweeper):
                 break
             failures = self.failures(study)
             if failures > self.conf.max_failures:
+                failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+                last = failed[-1].user_attrs.get("error", "no reason recorded") if failed else "none"
                 raise PipelineError(
                     f"hydra.sweeper.max_failures: {failures} trials of study {name} failed "
-                    f"(> {self.conf.max_failures}); see their run directories under {sweep_dir}"
+                    f"(> {self.conf.max_failures}; the last: {last}); see their run directories under {sweep_dir}"
                 )
             asked = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
             for trial in asked:  # at once: a worker that dies from here on is found by its pid
@@ -254,12 +275,9 @@ class OptunaSweeper(Sweeper):
                 for trial in trials:
                     beating.enter_context(get_heartbeat_thread(trial._trial_id, study._storage))
                 returns = self.launcher.launch(batch, initial_job_idx=trials[0].number)
-            unknown = None
             for trial, ret in zip(trials, returns, strict=True):
-                unknown = self.tell(study, trial, ret) or unknown
+                self.tell(study, trial, ret)
                 log.info("%s", self.trial_line(study, trial.number))
-            if unknown:  # every later trial would fail the same way
-                raise PipelineError(unknown)
 
     def test_best(self, studies: list[optuna.Study], arguments: list[str], sweep_dir: Path) -> None:
         """Score each study's best trial once on the test split (in its own run directory, beside the model it
@@ -338,9 +356,8 @@ class OptunaSweeper(Sweeper):
         log.warning("trial %d was left RUNNING by a dead worker: failed and queued again", trial.number)
         study.enqueue_trial(trial.params, user_attrs={RETRY_OF_ATTR: trial.number}, skip_if_exists=False)
 
-    def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> str | None:
-        """Record a finished job in the study: COMPLETE with its objective values, PRUNED, or FAIL. Returns the
-        error to stop the sweep with when a run finished but reported no objective metric under that name."""
+    def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn) -> None:
+        """Record a finished job in the study: COMPLETE with its objective values, PRUNED, or FAIL."""
         if ret.status == JobStatus.FAILED:
             error = ret._return_value
             if isinstance(error, optuna.TrialPruned):
@@ -358,12 +375,12 @@ class OptunaSweeper(Sweeper):
             return
         metrics = returned.get("metrics", {})
         missing = [o.metric for o in self.conf.objectives if o.metric not in metrics]
-        if missing:
-            trial.set_user_attr("error", f"objective metrics {missing} not in the run summary")
-            study.tell(trial, state=TrialState.FAIL)
+        if missing:  # a typo, or a metric this trial's method does not report (tfidf_lr counts no tokens)
             stage = missing[0].partition("/")[0]
             known = sorted(m for m in metrics if m.startswith(f"{stage}/"))
-            return f"hydra.sweeper.objectives: trial {trial.number} reported no {missing[0]!r}; {stage} has {known}"
+            trial.set_user_attr("error", f"objective metrics {missing} not in the run summary; {stage} has {known}")
+            study.tell(trial, state=TrialState.FAIL)
+            return
         trial.set_user_attr("train_steps", metrics.get("train/steps"))
         study.tell(trial, [float(metrics[o.metric]) for o in self.conf.objectives])
 
@@ -391,6 +408,19 @@ class OptunaSweeper(Sweeper):
         params = " ".join(f"{k}={figure(v)}" for k, v in trial.params.items())
         return f"trial {number} [{done}/{self.conf.n_trials}] {trial.state.name} {outcome} ({best}): {params}"
 
+    @staticmethod
+    def mark_study_run(client: Any, parent: str, status: str, error: str | None = None) -> None:
+        """Set the study's MLflow run to `status`, with the `error` that stopped it, or without the one a stopped
+        worker left (a resumed or shared study reopens and finishes the run it marked FAILED)."""
+        if error is not None:
+            client.set_tag(parent, "error", error)
+        elif "error" in client.get_run(parent).data.tags:
+            client.delete_tag(parent, "error")
+        if status == "RUNNING":
+            client.update_run(parent, status="RUNNING")
+        else:
+            client.set_terminated(parent, status)
+
     def parent_run(self, study: optuna.Study, created: bool) -> str:
         """The study's MLflow run: made once, by the worker that created the study, and kept in the study's
         PARENT_ATTR, so workers starting together do not each make one (searching MLflow first raced: three
@@ -404,7 +434,7 @@ class OptunaSweeper(Sweeper):
             time.sleep(0.5)
             parent = study.user_attrs.get(PARENT_ATTR)
         if parent is not None:
-            client.update_run(parent, status="RUNNING")
+            self.mark_study_run(client, parent, "RUNNING")
             return parent
         # the creator died before making it, or the study predates PARENT_ATTR (its run is found by tag)
         found = client.search_runs(
@@ -412,7 +442,7 @@ class OptunaSweeper(Sweeper):
         )
         if found:
             parent = found[0].info.run_id
-            client.update_run(parent, status="RUNNING")
+            self.mark_study_run(client, parent, "RUNNING")
         else:
             tags = {STUDY_TAG: study.study_name, "kind": "study"}
             parent = client.create_run(experiment_id, run_name=f"study-{study.study_name}", tags=tags).info.run_id
@@ -452,7 +482,7 @@ class OptunaSweeper(Sweeper):
             tags = [RunTag(f"best.{key}", str(value)) for key, value in best[0]["params"].items()]
         # Workers that end together both write these (the last to finish has the final word either way).
         again_if_raced(lambda: client.log_batch(parent, metrics=metrics, tags=tags))
-        client.set_terminated(parent, "FINISHED")
+        self.mark_study_run(client, parent, "FINISHED")
         log.info("study %s: %s; best %s", study.study_name, states, best[:1])
 
 

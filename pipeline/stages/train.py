@@ -169,12 +169,22 @@ def optimizer_name(name: str) -> str:
 
 
 def scheduler_name(name: str) -> str:
-    """Check `train.lr_scheduler` against transformers' scheduler names before any work starts."""
-    from transformers import SchedulerType
+    """Check `train.lr_scheduler` before any work: a transformers scheduler that builds from the warmup and total
+    steps alone (the config passes no scheduler arguments; cosine_with_min_lr, for one, needs min_lr)."""
+    import torch
+    from transformers import SchedulerType, get_scheduler
 
     known = [s.value for s in SchedulerType]
     if name not in known:
         raise PipelineError(f"train.lr_scheduler: {name!r} is not a transformers scheduler; expected one of {known}")
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # a stand-in: only the build is tried
+    try:
+        get_scheduler(name, optimizer=optimizer, num_warmup_steps=1, num_training_steps=10)
+    except (ValueError, TypeError) as exc:
+        raise PipelineError(
+            f"train.lr_scheduler: {name!r} needs arguments this config does not pass ({exc}); use one such as "
+            "linear, cosine or constant_with_warmup"
+        ) from exc
     return name
 
 
