@@ -43,7 +43,7 @@ def last_run(output_dir: Path):
     ("override", "field"),
     [
         ("data.path={missing}", "data.path: file"),
-        # ~20 s each: the others run with `make test-slow`, beside the 40 of tests/test_bad_inputs.py
+        # ~20 s each: the others run with `make test-slow`, beside the cases of tests/test_bad_inputs.py
         pytest.param(
             "method.target_modules=[query,nope]",
             "method.target_modules: ['nope'] not found in BertForSequenceClassification",
