@@ -244,6 +244,7 @@ def test_a_sweep_mistake_is_one_error_line_and_exit_2(search_path, tiny_models, 
 GOOD = {"a": {"low": 0.1, "high": 0.2}, "b": {"low": 0.1, "high": 0.3}}
 BAD = {"a": {"low": 0.1, "high": 0.2}, "b": {"low": 0.2, "high": 0.1}}
 BY_RANGES = {"type": "float", "log": True, "by": {"m": GOOD}}
+NUMBERED = {"4": {"low": 0.1, "high": 0.2}, "8": {"low": 0.1, "high": 0.3}}
 
 
 def test_ranges_given_only_by_another_params_value_pass_the_settings_check():
@@ -273,7 +274,15 @@ def test_ranges_given_only_by_another_params_value_pass_the_settings_check():
         ({"params": {"x": {"type": "loguniform", "low": 1, "high": 2}}}, "params.x.type: 'loguniform'; expected"),
         (  # a case of `by` is checked as the spec it makes
             {"params": {"m": {"type": "categorical", "choices": ["a", "b"]}, "x": BY_RANGES | {"by": {"m": BAD}}}},
-            "params.x.by.m.b: low 0.2 is above high 0.1",
+            "hydra.sweeper.params.x: low 0.2 is above high 0.1 (with m=b)",
+        ),
+        (  # `by` on a param sampled after it: suggest sees no value yet and samples the spec alone
+            {"params": {"x": BY_RANGES, "m": {"type": "categorical", "choices": ["a", "b"]}}},
+            "hydra.sweeper.params.x: a float range needs low and high",
+        ),
+        (  # YAML keys "4" and "8" are strings, the choices numbers: no case applies
+            {"params": {"r": {"type": "categorical", "choices": [4, 8]}, "x": BY_RANGES | {"by": {"r": NUMBERED}}}},
+            "hydra.sweeper.params.x: a float range needs low and high",
         ),
     ],
 )

@@ -49,25 +49,77 @@ STUDY_TAG = "optuna.study"
 PARENT_WAIT_S = 60.0  # how long a worker waits for the study's creator to record the study's MLflow run
 
 
+def resolved_spec(spec: dict[str, Any], chosen: dict[str, Any]) -> dict[str, Any] | None:
+    """What a param samples given the values chosen before it: None when its `when` does not hold, else its fields
+    with the `by` case of each chosen value over them (e.g. full fine-tuning's own learning-rate range)."""
+    spec = dict(spec)
+    when = spec.pop("when", None) or {}
+    if any(chosen.get(key) not in list(allowed) for key, allowed in when.items()):
+        return None
+    for key, cases in (spec.pop("by", None) or {}).items():
+        spec.update(cases.get(chosen.get(key), {}))
+    return spec
+
+
+def spec_problem(name: str, spec: dict[str, Any]) -> str | None:
+    """Why Optuna cannot sample param `name`'s resolved spec, as the error line; None when it can."""
+    where, kind = f"hydra.sweeper.params.{name}", spec.get("type")
+    if kind not in ("categorical", "int", "float"):
+        return f"{where}.type: {kind!r}; expected categorical, int or float"
+    if kind == "categorical":
+        return None if list(spec.get("choices") or []) else f"{where}.choices: empty; expected at least one value"
+    if "low" not in spec or "high" not in spec:
+        return f"{where}: a {kind} range needs low and high"
+    return f"{where}: low {spec['low']} is above high {spec['high']}" if spec["low"] > spec["high"] else None
+
+
+def check_space(params: dict[str, Any], limit: int = 20_000) -> None:
+    """Resolve every param under every combination of the categorical choices before it, as `suggest` would, and
+    fail on the first spec Optuna could not sample (naming the choices it depends on). A space of more than `limit`
+    combinations is checked up to the limit; `suggest` still checks each trial's own."""
+    names, visits = list(params), 0
+
+    def walk(index: int, chosen: dict[str, Any]) -> None:
+        nonlocal visits
+        visits += 1
+        if index == len(names) or visits > limit:
+            return
+        name = names[index]
+        spec = resolved_spec(params[name], chosen)
+        if spec is None:
+            walk(index + 1, chosen)
+            return
+        problem = spec_problem(name, spec)
+        if problem:
+            depends = [*(params[name].get("when") or {}), *(params[name].get("by") or {})]
+            given = ", ".join(f"{key}={chosen[key]}" for key in depends if key in chosen)
+            raise PipelineError(problem + (f" (with {given})" if given else ""))
+        if spec["type"] != "categorical":
+            walk(index + 1, chosen)
+            return
+        for choice in spec["choices"]:
+            walk(index + 1, {**chosen, name: choice})
+
+    walk(0, {})
+
+
 def suggest(trial: optuna.Trial, params: dict[str, Any]) -> dict[str, Any]:
     """Sample the search space in declaration order; a param with `when` is sampled only if its condition holds."""
     chosen: dict[str, Any] = {}
-    for name, spec in params.items():
-        spec = dict(spec)
-        when = spec.pop("when", None) or {}
-        if any(chosen.get(key) not in list(allowed) for key, allowed in when.items()):
+    for name, raw in params.items():
+        spec = resolved_spec(raw, chosen)
+        if spec is None:
             continue
-        for key, cases in (spec.pop("by", None) or {}).items():  # e.g. full fine-tuning's own learning-rate range
-            spec.update(cases.get(chosen.get(key), {}))
+        problem = spec_problem(name, spec)
+        if problem:
+            raise PipelineError(problem)
         kind = spec.pop("type")
         if kind == "categorical":
             chosen[name] = trial.suggest_categorical(name, list(spec["choices"]))
         elif kind == "int":
             chosen[name] = trial.suggest_int(name, **spec)
-        elif kind == "float":
-            chosen[name] = trial.suggest_float(name, **spec)
         else:
-            raise PipelineError(f"hydra.sweeper.params.{name}.type: {kind!r}; expected categorical, int or float")
+            chosen[name] = trial.suggest_float(name, **spec)
     return chosen
 
 
@@ -152,30 +204,7 @@ class OptunaSweeper(Sweeper):
                     f"hydra.sweeper.objectives: metric {objective.metric!r} is not '<stage>/<name>' of a stage the "
                     f"trials run ({', '.join(stages)}), e.g. train/best_val_metric"
                 )
-        for name, spec in self.params.items():
-            for case, effective in self.effective_specs(spec):
-                where = f"hydra.sweeper.params.{name}{case}"
-                kind = effective.get("type")
-                if kind not in ("categorical", "int", "float"):
-                    raise PipelineError(f"{where}.type: {kind!r}; expected categorical, int or float")
-                if kind == "categorical" and not list(effective.get("choices") or []):
-                    raise PipelineError(f"{where}.choices: empty; expected at least one value")
-                if kind != "categorical" and ("low" not in effective or "high" not in effective):
-                    raise PipelineError(f"{where}: a {kind} range needs low and high")
-                if kind != "categorical" and effective["low"] > effective["high"]:
-                    raise PipelineError(f"{where}: low {effective['low']} is above high {effective['high']}")
-
-    def effective_specs(self, spec: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """(where, spec) for each case `suggest` can sample: the spec with each `by` case's fields over it, and the
-        spec alone when some value of the other param has no case (or that param is not categorical)."""
-        base = {k: v for k, v in spec.items() if k not in ("by", "when")}
-        out = []
-        for other, cases in (spec.get("by") or {}).items():
-            out += [(f".by.{other}.{value}", {**base, **fields}) for value, fields in cases.items()]
-            choices = (self.params.get(other) or {}).get("choices")
-            if choices is not None and set(map(str, choices)) <= set(map(str, cases)):
-                return out  # every value of `other` has its case: the spec alone is never sampled
-        return [("", base), *out]
+        check_space(self.params)
 
     def run_sweep(self, arguments: list[str]) -> Any:
         self.check_settings()
@@ -254,7 +283,9 @@ class OptunaSweeper(Sweeper):
                 break
             failures = self.failures(study)
             if failures > self.conf.max_failures:
-                failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+                trials = study.get_trials(deepcopy=False)
+                budget = set(counted(trials))  # as failures() counts: not a dead worker's, not one over budget
+                failed = [t for t in trials if t.state == TrialState.FAIL and t.number in budget]
                 last = failed[-1].user_attrs.get("error", "no reason recorded") if failed else "none"
                 raise PipelineError(
                     f"hydra.sweeper.max_failures: {failures} trials of study {name} failed "
@@ -412,10 +443,13 @@ class OptunaSweeper(Sweeper):
     def mark_study_run(client: Any, parent: str, status: str, error: str | None = None) -> None:
         """Set the study's MLflow run to `status`, with the `error` that stopped it, or without the one a stopped
         worker left (a resumed or shared study reopens and finishes the run it marked FAILED)."""
+        from mlflow.exceptions import MlflowException
+
         if error is not None:
             client.set_tag(parent, "error", error)
-        elif "error" in client.get_run(parent).data.tags:
-            client.delete_tag(parent, "error")
+        else:
+            with contextlib.suppress(MlflowException):  # no such tag: none was set, or another worker removed it
+                client.delete_tag(parent, "error")
         if status == "RUNNING":
             client.update_run(parent, status="RUNNING")
         else:
