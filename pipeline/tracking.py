@@ -40,7 +40,7 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
     would be ./mlruns of whatever directory the command runs in), else where an http(s) server puts them.
     """
     uri = cfg.tracking.uri or pipeline.LAUNCH_TRACKING_URI
-    field = "tracking.uri" if cfg.tracking.uri or not uri else "MLFLOW_TRACKING_URI"
+    field = store_field(cfg)
     if uri is None:
         out = writable_dir(Path(cfg.paths.output_dir), "paths.output_dir")
         uri = f"sqlite:///{out / 'mlflow.db'}"
@@ -55,6 +55,17 @@ def store_locations(cfg: Any) -> tuple[str, str | None]:
     if root and "://" not in root:
         root = Path(root).expanduser().resolve().as_uri()
     return uri, root
+
+
+def store_field(cfg: Any) -> str:
+    """The setting a user gave the store with, for error lines: tracking.uri, else MLflow's environment variable."""
+    return "MLFLOW_TRACKING_URI" if not cfg.tracking.uri and pipeline.LAUNCH_TRACKING_URI else "tracking.uri"
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of an error, the driver's own where SQLAlchemy wraps one (its `orig`)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def existing_store(uri: str | None, output_dir: str, field: str) -> str:
@@ -89,7 +100,7 @@ def _not_mlflow_tables(uri: str) -> str | None:
         engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
         has_runs = sqlalchemy.inspect(engine).has_table("experiments")
     except SQLAlchemyError as exc:
-        return str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        return error_reason(exc)
     return None if has_runs else "no MLflow tables in it"
 
 
@@ -120,7 +131,7 @@ def store_error(uri: str, exc: Exception, field: str = "tracking.uri") -> Pipeli
     `field` accepts."""
     from pipeline.services import DRIVER
 
-    reason = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0]
+    reason = error_reason(exc).split(". ")[0]
     expected = STORE_KINDS.get(field, STORE_KINDS["tracking.uri"])
     if uri.startswith("postgresql://"):
         expected = f"write {DRIVER}://...: SQLAlchemy reads a bare postgresql:// as psycopg 3, which is not installed"
@@ -165,9 +176,10 @@ def wait_for_database(uri: str, wait_s: float, field: str = "tracking.uri") -> N
                 return
         except SQLAlchemyError as exc:
             if time.monotonic() >= deadline:
-                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
                 raise PipelineError(
-                    redact(f"{field}: no database took a connection at {uri} within {wait_s:.0f} s ({reason})")
+                    redact(
+                        f"{field}: no database took a connection at {uri} within {wait_s:.0f} s ({error_reason(exc)})"
+                    )
                 ) from exc
         time.sleep(0.5)
 
@@ -219,7 +231,7 @@ def open_experiment(cfg: Any) -> tuple[MlflowClient, str]:
     except (mlflow.exceptions.MlflowException, SQLAlchemyError, ImportError) as exc:
         if uri.startswith("sqlite:///"):  # opened already by store_locations: not the setting's fault (a busy store)
             raise
-        raise store_error(uri, exc, "tracking.uri" if cfg.tracking.uri else "MLFLOW_TRACKING_URI") from exc
+        raise store_error(uri, exc, store_field(cfg)) from exc
     if experiment is not None:
         if "mlflow.experimentKind" not in experiment.tags:  # made before the tag, or by hand: a user's choice stays
             client.set_experiment_tag(experiment.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
