@@ -263,8 +263,8 @@ def test_ranges_given_only_by_another_params_value_pass_the_settings_check():
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ({"n_jobs": 0}, "hydra.sweeper.n_jobs: 0 is out of range; expected a value >= 1"),  # asked no trial, forever
-        ({"n_trials": 0}, "hydra.sweeper.n_trials: 0 is out of range; expected a value >= 1"),
+        ({"n_jobs": 0}, "hydra.sweeper.n_jobs: 0 is out of range; expected a value > 0"),  # asked no trial, forever
+        ({"n_trials": 0}, "hydra.sweeper.n_trials: 0 is out of range; expected a value > 0"),
         ({"max_failures": -1}, "hydra.sweeper.max_failures: -1 is out of range; expected a value >= 0"),
         ({"objectives": [{"metric": "train/best_val_metric", "direction": "up"}]}, "direction 'up'; expected"),
         ({"objectives": [{"metric": "evaluate/test_accuracy"}]}, "'evaluate/test_accuracy' is not '<stage>/<name>'"),
@@ -342,7 +342,7 @@ def test_a_trial_asked_after_the_budget_was_spent_elsewhere_is_failed_unrun_and_
     assert sweeper.within_budget(study, [second]) == []
     trials = study.get_trials()
     assert trials[3].state == TrialState.FAIL and trials[3].user_attrs[OVER_BUDGET_ATTR] is True
-    assert consumed(study) == 3 and sweeper.failures(study) == 0  # not counted, not a failure
+    assert consumed(study) == 3 and sweeper.failed_trials(study) == []  # not counted, not a failure
 
 
 @pytest.mark.slow  # ~60 s

@@ -7,6 +7,8 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
+from pipeline.ranges import at_least, positive
+
 
 @dataclass
 class Objective:
@@ -19,9 +21,9 @@ class OptunaSweeperConf:
     _target_: str = "hydra_plugins.pipeline_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     study_name: str = "study"
     storage: str | None = None  # None: a journal file under paths.output_dir/optuna; or a path, or an RDB URL
-    n_trials: int = 20  # the study's total budget, shared by every worker and kept across resumes
-    n_jobs: int = 1  # trials per launcher batch (run in parallel by a parallel launcher such as joblib)
-    max_failures: int = 3  # failed trials tolerated before the sweep stops
+    n_trials: int = positive(20)  # the study's total budget, shared by every worker and kept across resumes
+    n_jobs: int = positive(1)  # trials per launcher batch (run in parallel by a parallel launcher such as joblib)
+    max_failures: int = at_least(0, 3)  # failed trials tolerated before the sweep stops
     objectives: list[Objective] = field(default_factory=lambda: [Objective()])
     sampler: dict[str, Any] = field(default_factory=lambda: {"type": "tpe", "seed": 42})
     pruner: dict[str, Any] = field(default_factory=lambda: {"type": "median", "n_startup_trials": 2})

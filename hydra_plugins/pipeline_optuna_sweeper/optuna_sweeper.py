@@ -26,11 +26,12 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages._heartbeat import get_heartbeat_thread  # public only through study.optimize
 from optuna.trial import FrozenTrial, TrialState
 
-from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # noqa: F401 (registers the config)
+from hydra_plugins.pipeline_optuna_sweeper.config import OptunaSweeperConf  # importing it registers the config
 from pipeline.atomic import write_bytes
 from pipeline.config import value
 from pipeline.console import figure, quiet_warnings
 from pipeline.errors import PipelineError
+from pipeline.ranges import check_ranges
 from pipeline.sweep import (
     OVER_BUDGET_ATTR,
     PARENT_ATTR,
@@ -189,9 +190,7 @@ class OptunaSweeper(Sweeper):
     def check_settings(self) -> None:
         """Settings every trial would trip on fail before the first: n_jobs=0 asked for no trial, forever; an
         objective of a stage the trials do not run, or an empty choice list, failed trial after trial."""
-        for key, low in (("n_trials", 1), ("n_jobs", 1), ("max_failures", 0)):
-            if self.conf[key] < low:
-                raise PipelineError(f"hydra.sweeper.{key}: {self.conf[key]} is out of range; expected a value >= {low}")
+        check_ranges(OmegaConf.merge(OmegaConf.structured(OptunaSweeperConf), self.conf), "hydra.sweeper.")
         stages = [value(stage) for stage in self.config.get("stages", [])]
         for objective in self.conf.objectives:
             if objective.direction not in ("maximize", "minimize"):
@@ -281,14 +280,11 @@ class OptunaSweeper(Sweeper):
             remaining = self.conf.n_trials - consumed(study)
             if remaining <= 0:
                 break
-            failures = self.failures(study)
-            if failures > self.conf.max_failures:
-                trials = study.get_trials(deepcopy=False)
-                budget = set(counted(trials))  # as failures() counts: not a dead worker's, not one over budget
-                failed = [t for t in trials if t.state == TrialState.FAIL and t.number in budget]
-                last = failed[-1].user_attrs.get("error", "no reason recorded") if failed else "none"
+            failed = self.failed_trials(study)
+            if len(failed) > self.conf.max_failures:
+                last = failed[-1].user_attrs.get("error", "no reason recorded")
                 raise PipelineError(
-                    f"hydra.sweeper.max_failures: {failures} trials of study {name} failed "
+                    f"hydra.sweeper.max_failures: {len(failed)} trials of study {name} failed "
                     f"(> {self.conf.max_failures}; the last: {last}); see their run directories under {sweep_dir}"
                 )
             asked = [study.ask() for _ in range(min(self.conf.n_jobs, remaining))]
@@ -337,11 +333,11 @@ class OptunaSweeper(Sweeper):
         out = compare(sweep_dir, self.config, run_dirs=run_dirs)
         log.info("best trial of each study scored on test: %s", out / "comparison.md")
 
-    def failures(self, study: optuna.Study) -> int:
-        """Trials that failed by themselves: not a dead worker's (re-queued), not one asked over budget."""
+    def failed_trials(self, study: optuna.Study) -> list[FrozenTrial]:
+        """Trials that failed by themselves, in order: not a dead worker's (re-queued), not one asked over budget."""
         trials = study.get_trials(deepcopy=False)
         budget = set(counted(trials))
-        return sum(t.state == TrialState.FAIL for t in trials if t.number in budget)
+        return [t for t in trials if t.state == TrialState.FAIL and t.number in budget]
 
     def within_budget(self, study: optuna.Study, asked: list[optuna.Trial]) -> list[optuna.Trial]:
         """The asked trials that are among the study's first n_trials counted; the others were asked by workers
